@@ -1,0 +1,80 @@
+"""Run ansible-playbook against this collection, as a user would, and read its results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BIN = os.path.dirname(sys.executable)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    stdout: str
+    stderr: str
+    tasks: list[dict]  # ansible.posix.json callback: [{"task": {...}, "hosts": {host: result}}]
+
+    def result(self, task_name: str, host: str = "localhost") -> dict:
+        """The result of the last task run with this name on host."""
+        for task in reversed(self.tasks):
+            if task["task"]["name"] == task_name and host in task["hosts"]:
+                return task["hosts"][host]
+        raise KeyError("no task named %r ran on %s; ran: %s"
+                       % (task_name, host, [t["task"]["name"] for t in self.tasks]))
+
+    @property
+    def changed_tasks(self) -> list[str]:
+        return [t["task"]["name"] for t in self.tasks
+                if any(r.get("changed") for r in t["hosts"].values())]
+
+
+def collections_path(tmp_root: str) -> str:
+    """A collections dir where backbeat.crr resolves to this checkout (symlink)."""
+    ns = os.path.join(tmp_root, "ansible_collections", "backbeat")
+    os.makedirs(ns, exist_ok=True)
+    link = os.path.join(ns, "crr")
+    if not os.path.islink(link):
+        os.symlink(REPO, link)
+    return tmp_root
+
+
+def run_playbook(playbook, extra_vars: dict | None = None, check: bool = False,
+                 diff: bool = False, verbosity: int = 0, json_output: bool = True) -> PlaybookRun:
+    """Run a playbook (a path, or a list of plays written to a temp file) on localhost.
+
+    json_output=False keeps the default human callback (to test what -v / --diff print).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if not isinstance(playbook, str):
+            path = os.path.join(tmp, "play.yml")
+            with open(path, "w") as out:
+                yaml.safe_dump(playbook, out, sort_keys=False)
+            playbook = path
+        argv = [os.path.join(_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", playbook]
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        argv += ["--check"] * check + ["--diff"] * diff + (["-" + "v" * verbosity] if verbosity else [])
+        env = {
+            **os.environ,
+            "ANSIBLE_COLLECTIONS_PATH": collections_path(tmp),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        }
+        if json_output:
+            env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp)
+    tasks = []
+    if json_output and proc.stdout.strip().startswith("{"):
+        tasks = [t for play in json.loads(proc.stdout)["plays"] for t in play["tasks"]]
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, tasks)
