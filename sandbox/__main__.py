@@ -1,4 +1,4 @@
-"""python -m sandbox start|status|stop|env [--state-dir DIR]"""
+"""python -m sandbox start|status|check|stop|env [--state-dir DIR]"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sandbox.state import SandboxState
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    parser.add_argument("command", choices=["start", "status", "stop", "env"])
+    parser.add_argument("command", choices=list(COMMANDS))
     parser.add_argument("--state-dir", default=lifecycle.DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     try:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(state_dir: str) -> int:
     began = time.monotonic()
-    state = lifecycle.start(state_dir)
+    lifecycle.start(state_dir)
     print("sandbox ready in %.1f s (state: %s/state.json)" % (time.monotonic() - began, state_dir))
     return _status(state_dir)
 
@@ -38,6 +38,18 @@ def _status(state_dir: str) -> int:
     for name, line in report.items():
         print("%-7s %s" % (name, line))
     return 0 if all(line.startswith("running") for line in report.values()) else 1
+
+
+def _check(state_dir: str) -> int:
+    from sandbox.check import check
+
+    state = SandboxState.load(state_dir)
+    if state is None:
+        print("sandbox: nothing started in %s (run: python -m sandbox start)" % state_dir, file=sys.stderr)
+        return 1
+    for line in check(state):
+        print(line)
+    return 0
 
 
 def _stop(state_dir: str) -> int:
@@ -59,7 +71,7 @@ def _env(state_dir: str) -> int:
     return 0
 
 
-COMMANDS = {"start": _start, "status": _status, "stop": _stop, "env": _env}
+COMMANDS = {"start": _start, "status": _status, "check": _check, "stop": _stop, "env": _env}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from sandbox import kafka, moto_server
-from sandbox.processes import SandboxError, stop as stop_process
+from sandbox.processes import SandboxError
+from sandbox.processes import stop as stop_process
 from sandbox.state import SandboxState
 
 DEFAULT_STATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".sandbox")

@@ -28,7 +28,7 @@ class ProcessRef:
         return {"pid": self.pid, "start_time": self.start_time}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ProcessRef":
+    def from_dict(cls, data: dict) -> ProcessRef:
         return cls(pid=int(data["pid"]), start_time=int(data["start_time"]))
 
 

@@ -61,7 +61,7 @@ class SandboxState:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, state_dir: str) -> "SandboxState | None":
+    def load(cls, state_dir: str) -> SandboxState | None:
         path = os.path.join(state_dir, STATE_FILE)
         if not os.path.exists(path):
             return None

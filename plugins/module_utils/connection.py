@@ -76,4 +76,5 @@ def client(module, service):
             config=botocore.config.Config(**config),
         )
     except (botocore.exceptions.ProfileNotFound, botocore.exceptions.NoRegionError) as exc:
-        module.fail_json(msg="Cannot build the %s client: %s (check the 'profile' and 'region' options)" % (service, exc))
+        module.fail_json(msg="Cannot build the %s client: %s (check the 'profile' and 'region' options)"
+                         % (service, exc))
