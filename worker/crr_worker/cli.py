@@ -1,0 +1,167 @@
+"""`crr-worker`: one subcommand per component or operation, each a thin call into it.
+
+Exit codes: 0 success, 1 nothing found / failures listed, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from crr_worker.config import ConfigError, WorkerConfig, load_config
+from crr_worker.logs import setup
+
+DEFAULT_CONFIG = "/etc/crr-worker/config.json"
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config_file or args.config)
+    except ConfigError as exc:
+        print("crr-worker: invalid configuration: %s" % exc, file=sys.stderr)
+        return EXIT_CONFIG
+    setup(config.log_level)
+    try:
+        return args.run(config, args)
+    except ConfigError as exc:
+        print("crr-worker: invalid configuration: %s" % exc, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crr-worker", description="S3 Cross-Region Replication worker")
+    parser.add_argument("--config", default=os.environ.get("CRR_WORKER_CONFIG", DEFAULT_CONFIG),
+                        help="config file (default: $CRR_WORKER_CONFIG or %s)" % DEFAULT_CONFIG)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config_file", nargs="?")
+    check.set_defaults(run=_check_config)
+
+    for name, run, helptext in (("populator", _populator, "source changes -> replication topic"),
+                                ("status-processor", _status_processor, "outcomes -> ledger")):
+        commands.add_parser(name, help=helptext).set_defaults(run=run, config_file=None)
+
+    processor = commands.add_parser("processor", help="replicate entries to one site")
+    processor.add_argument("--site", required=True)
+    processor.set_defaults(run=_processor, config_file=None)
+
+    status = commands.add_parser("status", help="print the replication status of an object's versions")
+    status.add_argument("bucket")
+    status.add_argument("key")
+    status.add_argument("--version-id")
+    status.add_argument("--site")
+    status.set_defaults(run=_status, config_file=None)
+
+    failed = commands.add_parser("failed", help="list FAILED versions")
+    failed.add_argument("--site")
+    failed.add_argument("--bucket")
+    failed.set_defaults(run=_failed, config_file=None)
+
+    retry = commands.add_parser("retry", help="re-queue FAILED versions: one version, a key, a bucket, or --all")
+    retry.add_argument("--bucket")
+    retry.add_argument("--key")
+    retry.add_argument("--version-id")
+    retry.add_argument("--site")
+    retry.add_argument("--all", action="store_true")
+    retry.set_defaults(run=_retry, config_file=None)
+    return parser
+
+
+def _check_config(config: WorkerConfig, args) -> int:
+    print("configuration OK: %d site(s): %s" % (len(config.sites), ", ".join(s.site for s in config.sites)))
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: every component loop watches it and winds down."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _populator(config: WorkerConfig, args) -> int:
+    from crr_worker.populator import Populator
+
+    stop = _stop_on_signals()
+    Populator(config, _source(config), stop).run()
+    return 0
+
+
+def _processor(config: WorkerConfig, args) -> int:
+    from crr_worker.processor import Processor
+
+    site = config.site(args.site)
+    if site.type != "aws_s3":
+        raise ConfigError("extensions.replication.destination.bootstrapList",
+                          "site %s has type %s; this worker version replicates to aws_s3 sites only"
+                          % (site.site, site.type))
+    from crr_worker.targets.aws_s3 import AwsS3Target
+
+    stop = _stop_on_signals()
+    target = AwsS3Target(site, config.queue_processor)
+    try:
+        Processor(config, site.site, _source(config), target, stop).run()
+    finally:
+        target.close()
+    return 0
+
+
+def _status_processor(config: WorkerConfig, args) -> int:
+    from crr_worker.status import StatusProcessor
+
+    StatusProcessor(config, _stop_on_signals()).run()
+    return 0
+
+
+def _source(config: WorkerConfig):
+    if config.log_source != "s3":
+        raise ConfigError("queuePopulator.logSource", "%r is not supported by this worker version; use 's3'"
+                          % config.log_source)
+    from crr_worker.sources.s3 import S3Source
+
+    default = config.default_site()
+    return S3Source(config.source, default.site if default else None,
+                    pool=config.queue_processor.concurrency + config.queue_processor.part_concurrency * 2)
+
+
+def _status(config: WorkerConfig, args) -> int:
+    from crr_worker.ledger import find, read_ledger
+
+    found = find(read_ledger(config), args.bucket, args.key, args.version_id, args.site)
+    for status in found:
+        print(json.dumps(status.to_dict(), ensure_ascii=False))
+    return 0 if found else 1
+
+
+def _failed(config: WorkerConfig, args) -> int:
+    from crr_worker.ledger import failed, read_ledger
+
+    found = failed(read_ledger(config), args.site, args.bucket)
+    for status in found:
+        print(json.dumps(status.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _retry(config: WorkerConfig, args) -> int:
+    from crr_worker.ledger import failed, read_ledger
+    from crr_worker.status import requeue
+
+    if not args.all and not args.bucket:
+        print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
+        return EXIT_CONFIG
+    chosen = [
+        s for s in failed(read_ledger(config), args.site, args.bucket)
+        if (args.key is None or s.entry.key == args.key)
+        and (args.version_id is None or s.entry.version_id == args.version_id)
+    ]
+    print("re-queued %d version(s)" % requeue(config, chosen))
+    return 0

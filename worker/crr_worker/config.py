@@ -1,0 +1,387 @@
+"""The worker's configuration: one Backbeat-shaped JSON file, parsed and validated once into typed objects.
+
+Every error names the offending key (dotted path) so an operator can fix the file without reading code.
+Nothing else in the worker reads the JSON; components receive these dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+DEFAULT_RETRY_BUDGETS = {"aws_s3": (5, 900), "scality": (5, 300)}
+SITE_TYPES = ("aws_s3", "scality")
+LOG_SOURCES = ("s3", "cloudserver")
+MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * MIB
+
+
+class ConfigError(Exception):
+    """An invalid configuration; `key` is the dotted path of the culprit."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__("%s: %s" % (key, message))
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where to read S3 keys: a shared-credentials INI file and profile, or the default boto3 chain."""
+
+    file: str | None = None
+    profile: str = "default"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff in milliseconds, Backbeat's field names."""
+
+    min_ms: int = 1000
+    max_ms: int = 300_000
+    jitter: float = 0.1
+    factor: float = 1.5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The retry budget of one site: at most `max_retries` tries and `timeout_s` seconds per version."""
+
+    max_retries: int
+    timeout_s: float
+    backoff: Backoff
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    endpoint: str | None
+    region: str
+    credentials: Credentials
+    buckets: tuple[str, ...]
+    discovery: bool
+    notification_queue_url: str | None
+    scan_interval_s: float
+    read_timeout_s: float
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """One replication site of `destination.bootstrapList`."""
+
+    site: str
+    type: str
+    retry: RetryPolicy
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    bucket: str | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    servers: tuple[str, ...] = ()
+    default: bool = False
+    read_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class QueueProcessorConfig:
+    concurrency: int
+    part_concurrency: int
+    mpu_threshold: int
+    mpu_part_size: int
+    group_id_prefix: str
+    spool_memory_bytes: int
+    retry: RetryPolicy
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    hosts: tuple[str, ...]
+    partitions: int
+    replication_factor: int
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8900
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    kafka: KafkaConfig
+    log_source: str
+    source: SourceConfig
+    sites: tuple[SiteConfig, ...]
+    topic: str
+    status_topic: str
+    ledger_topic: str
+    status_group_id: str
+    queue_processor: QueueProcessorConfig
+    api: ApiConfig
+    log_level: str
+
+    def site(self, name: str) -> SiteConfig:
+        """The site called `name`; ConfigError when it is not in the bootstrapList."""
+        for site in self.sites:
+            if site.site == name:
+                return site
+        raise ConfigError("extensions.replication.destination.bootstrapList", "no site named %r" % name)
+
+    def default_site(self) -> SiteConfig | None:
+        """The site used when a rule names no storage class: the one marked default, or the only one."""
+        marked = [s for s in self.sites if s.default]
+        if marked:
+            return marked[0]
+        return self.sites[0] if len(self.sites) == 1 else None
+
+
+class _Section:
+    """A JSON object with its dotted path, so every lookup error can name its key."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            raise ConfigError(path or "<root>", "must be an object")
+        self.data = data
+        self.path = path
+
+    def key(self, name: str) -> str:
+        return "%s.%s" % (self.path, name) if self.path else name
+
+    def section(self, name: str, required: bool = False) -> _Section:
+        if name not in self.data:
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return _Section({}, self.key(name))
+        return _Section(self.data[name], self.key(name))
+
+    def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(self.key(name), "must be %s, not a boolean" % _kind_name(kinds))
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kinds):
+            raise ConfigError(self.key(name), "must be %s, got %s" % (_kind_name(kinds), type(value).__name__))
+        return value
+
+    def number(self, name: str, default: float, minimum: float, maximum: float | None = None) -> float:
+        value = self.get(name, (int, float), default)
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = ">= %s" % minimum if maximum is None else "between %s and %s" % (minimum, maximum)
+            raise ConfigError(self.key(name), "must be %s, got %s" % (bounds, value))
+        return value
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.get(name, int, default)
+        return int(self.number(name, value, minimum, maximum)) if name in self.data else int(value)
+
+    def text(self, name: str, default: str | None = None, required: bool = False,
+             choices: tuple[str, ...] | None = None) -> str | None:
+        value = self.get(name, str, default, required)
+        if value is not None and not value.strip():
+            raise ConfigError(self.key(name), "must not be empty")
+        if choices and value is not None and value not in choices:
+            raise ConfigError(self.key(name), "must be one of %s, got %r" % (", ".join(choices), value))
+        return value
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
+             dict: "an object"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str) -> WorkerConfig:
+    """The validated configuration in the JSON file at `path`; ConfigError naming the key otherwise."""
+    try:
+        with open(path, encoding="utf-8") as src:
+            data = json.load(src)
+    except OSError as exc:
+        raise ConfigError("<file>", "cannot read %s: %s" % (path, exc.strerror)) from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError("<file>", "%s is not valid JSON: %s" % (path, exc)) from exc
+    return parse_config(data)
+
+
+def parse_config(data: Any) -> WorkerConfig:
+    """The validated configuration held in `data` (the decoded JSON document)."""
+    root = _Section(data, "")
+    replication = root.section("extensions", required=True).section("replication", required=True)
+    queue_processor = _queue_processor(replication.section("queueProcessor"))
+    populator = root.section("queuePopulator")
+    topic = replication.text("topic", "backbeat-replication")
+    status_topic = replication.text("replicationStatusTopic", "backbeat-replication-status")
+    ledger_topic = replication.text("ledgerTopic", "backbeat-replication-ledger")
+    if len({topic, status_topic, ledger_topic}) != 3:
+        raise ConfigError(replication.key("ledgerTopic"), "topic, replicationStatusTopic and ledgerTopic must differ")
+    status_section = replication.section("replicationStatusProcessor")
+    retry_data = replication.section("queueProcessor").section("retry").data
+    explicit = {k: retry_data[k] for k in ("maxRetries", "timeoutS") if k in retry_data}
+    return WorkerConfig(
+        kafka=_kafka(root.section("kafka", required=True)),
+        log_source=populator.text("logSource", "s3", choices=LOG_SOURCES),
+        source=_source(replication.section("source", required=True), populator),
+        sites=_sites(replication.section("destination", required=True), queue_processor.retry, explicit),
+        topic=topic,
+        status_topic=status_topic,
+        ledger_topic=ledger_topic,
+        status_group_id=status_section.text("groupId", "backbeat-replication-status-group"),
+        queue_processor=queue_processor,
+        api=_api(root.section("api")),
+        log_level=root.section("log").text("logLevel", "info", choices=("debug", "info", "warning", "error")),
+    )
+
+
+def _kafka(section: _Section) -> KafkaConfig:
+    hosts = section.get("hosts", (str, list), required=True)
+    items = [h.strip() for h in hosts.split(",")] if isinstance(hosts, str) else hosts
+    for item in items:
+        if not isinstance(item, str) or ":" not in item or not item.rsplit(":", 1)[1].isdigit():
+            raise ConfigError(section.key("hosts"), "each broker must be host:port, got %r" % (item,))
+    if not items:
+        raise ConfigError(section.key("hosts"), "must name at least one broker")
+    return KafkaConfig(
+        hosts=tuple(items),
+        partitions=section.integer("partitions", 8, 1, 10_000),
+        replication_factor=section.integer("replicationFactor", 1, 1, 16),
+    )
+
+
+def _credentials(section: _Section) -> Credentials:
+    path = section.text("file")
+    if path is not None:
+        _check_credentials_file(path, section.key("file"))
+    return Credentials(file=path, profile=section.text("profile", "default"))
+
+
+def _check_credentials_file(path: str, key: str) -> None:
+    """Refuse a credentials file others can read: it holds secret keys."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(key, "cannot read %s: %s" % (path, exc.strerror)) from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(key, "%s must not be accessible by group or others (chmod 0600)" % path)
+
+
+def _endpoint(section: _Section, name: str = "endpoint") -> str | None:
+    value = section.text(name)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ConfigError(section.key(name), "must be an http:// or https:// URL, got %r" % value)
+    return value
+
+
+def _source(section: _Section, populator: _Section) -> SourceConfig:
+    buckets = section.get("buckets", list, [])
+    for index, name in enumerate(buckets):
+        if not isinstance(name, str) or not name:
+            raise ConfigError("%s[%d]" % (section.key("buckets"), index), "must be a bucket name")
+    discovery = section.get("discovery", bool, False)
+    if not buckets and not discovery:
+        raise ConfigError(section.key("buckets"), "list the source buckets or set discovery: true")
+    return SourceConfig(
+        endpoint=_endpoint(section),
+        region=section.text("region", "us-east-1"),
+        credentials=_credentials(section.section("credentials")),
+        buckets=tuple(buckets),
+        discovery=discovery,
+        notification_queue_url=_endpoint(section, "notificationQueueUrl"),
+        scan_interval_s=populator.number("scanIntervalS", 300.0, 1.0),
+        read_timeout_s=section.number("readTimeoutS", 30.0, 1.0),
+    )
+
+
+def _sites(section: _Section, retry: RetryPolicy, explicit: dict) -> tuple[SiteConfig, ...]:
+    items = section.get("bootstrapList", list, required=True)
+    if not items:
+        raise ConfigError(section.key("bootstrapList"), "must name at least one site")
+    path = section.key("bootstrapList")
+    sites = [_site(_Section(item, "%s[%d]" % (path, i)), retry, explicit) for i, item in enumerate(items)]
+    names = [s.site for s in sites]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise ConfigError("%s[%d].site" % (section.key("bootstrapList"), index), "duplicate site %r" % name)
+    if sum(s.default for s in sites) > 1:
+        raise ConfigError(section.key("bootstrapList"), "at most one site may be default")
+    return tuple(sites)
+
+
+def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
+    """A bootstrapList entry: `{"site", "servers"}` (scality) or `{"site", "type": "aws_s3", ...}`."""
+    name = section.text("site", required=True)
+    servers = section.get("servers", list, [])
+    kind = section.text("type", "scality" if servers else None, choices=SITE_TYPES)
+    if kind is None:
+        raise ConfigError(section.key("type"), "is required when no servers are given (aws_s3 or scality)")
+    if kind == "scality" and not servers:
+        raise ConfigError(section.key("servers"), "a scality site needs servers: [host:port, ...]")
+    tries, timeout = DEFAULT_RETRY_BUDGETS[kind]
+    # queueProcessor.retry sets the budget of every site when given; otherwise the site type's default applies.
+    base = RetryPolicy(explicit.get("maxRetries", tries), explicit.get("timeoutS", timeout), retry.backoff)
+    own_retry = _retry(section.section("retry"), base)
+    return SiteConfig(
+        site=name,
+        type=kind,
+        retry=own_retry,
+        endpoint=_endpoint(section),
+        region=section.text("region", "us-east-1"),
+        bucket=section.text("bucket"),
+        credentials=_credentials(section.section("credentials")),
+        servers=tuple(str(s) for s in servers),
+        default=section.get("default", bool, False),
+        read_timeout_s=section.number("readTimeoutS", 30.0, 1.0),
+    )
+
+
+def _retry(section: _Section, defaults: RetryPolicy) -> RetryPolicy:
+    backoff = section.section("backoff")
+    base = defaults.backoff
+    min_ms = backoff.integer("min", base.min_ms, 0)
+    max_ms = backoff.integer("max", base.max_ms, 0)
+    if max_ms < min_ms:
+        raise ConfigError(backoff.key("max"), "must be >= %s (backoff.min)" % min_ms)
+    return RetryPolicy(
+        max_retries=section.integer("maxRetries", defaults.max_retries, 1, 1000),
+        timeout_s=section.number("timeoutS", defaults.timeout_s, 1.0),
+        backoff=Backoff(
+            min_ms=min_ms,
+            max_ms=max_ms,
+            jitter=backoff.number("jitter", base.jitter, 0.0, 1.0),
+            factor=backoff.number("factor", base.factor, 1.0),
+        ),
+    )
+
+
+def _queue_processor(section: _Section) -> QueueProcessorConfig:
+    threshold = section.integer("mpuThreshold", 64 * MIB, MIN_PART_SIZE)
+    part_size = section.integer("mpuPartSize", 16 * MIB, MIN_PART_SIZE, 5 * 1024 * MIB)
+    return QueueProcessorConfig(
+        concurrency=section.integer("concurrency", 8, 1, 256),
+        part_concurrency=section.integer("partConcurrency", 4, 1, 64),
+        mpu_threshold=threshold,
+        mpu_part_size=part_size,
+        group_id_prefix=section.text("groupId", "backbeat-replication-group"),
+        spool_memory_bytes=section.integer("spoolMemoryBytes", 8 * MIB, 0),
+        retry=_retry(section.section("retry"), RetryPolicy(5, 900, Backoff())),
+    )
+
+
+def _api(section: _Section) -> ApiConfig:
+    return ApiConfig(
+        host=section.text("host", "127.0.0.1"),
+        port=section.integer("port", 8900, 1, 65535),
+        token=section.text("token"),
+    )
+
+
+def part_size_for(size: int, preferred: int) -> int:
+    """The part size to use for an object of `size` bytes: `preferred`, grown to stay within 10,000 parts."""
+    needed = -(-size // MAX_PARTS)
+    return max(preferred, needed, MIN_PART_SIZE)

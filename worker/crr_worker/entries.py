@@ -1,0 +1,231 @@
+"""Kafka entries in Backbeat's shape: replication entries (work to do) and status entries (outcomes).
+
+Message key `<bucket>/<key>` keeps every version of one key on one partition, hence in order. The value is
+`{"type", "bucket", "key": "<key>\\u0000<versionId>", "value": "<object metadata JSON>"}` with Backbeat's
+`replicationInfo`; status entries add `site` and `replayCount`. Fields Backbeat does not know (`enqueuedAt`,
+`reason`) are extra keys a Backbeat reader ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+
+VERSION_SEPARATOR = "\u0000"
+PENDING, COMPLETED, FAILED = "PENDING", "COMPLETED", "FAILED"
+STATUSES = (PENDING, COMPLETED, FAILED)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EntryError(ValueError):
+    """A Kafka message that is not a replication or status entry."""
+
+
+@dataclass(frozen=True)
+class ReplicationEntry:
+    """One source version (object or delete marker) to replicate to `sites`."""
+
+    bucket: str
+    key: str
+    version_id: str
+    is_delete_marker: bool = False
+    size: int = 0
+    etag: str = ""
+    last_modified: str = ""
+    sites: tuple[str, ...] = ()
+    destination: str = ""
+    role: str = ""
+    storage_class: str = ""
+    storage_type: str = "aws_s3"
+    enqueued_at: int = field(default_factory=now_ms)
+
+    @property
+    def message_key(self) -> bytes:
+        """Kafka key: all versions of one object share it, so they land on one partition, in order."""
+        return ("%s/%s" % (self.bucket, self.key)).encode("utf-8")
+
+    @property
+    def destination_bucket(self) -> str:
+        """The bucket named by the rule's destination ARN (`arn:aws:s3:::name`)."""
+        return self.destination.rsplit(":", 1)[-1] if self.destination else ""
+
+    def for_sites(self, sites: tuple[str, ...]) -> ReplicationEntry:
+        """The same version addressed to `sites` only, stamped now (a new generation, e.g. a retry)."""
+        return replace(self, sites=tuple(sites), enqueued_at=now_ms())
+
+    def object_metadata(self, statuses: dict[str, tuple[str, str]] | None = None) -> dict:
+        """Backbeat's object metadata with `replicationInfo`; `statuses` maps site -> (status, target version)."""
+        statuses = statuses or {}
+        backends = [
+            {"site": s, "status": statuses.get(s, (PENDING, ""))[0], "dataStoreVersionId": statuses.get(s, ("", ""))[1]}
+            for s in self.sites
+        ]
+        overall = _overall_status([b["status"] for b in backends])
+        return {
+            "content-length": self.size,
+            "content-md5": self.etag.strip('"'),
+            "last-modified": self.last_modified,
+            "versionId": self.version_id,
+            "isDeleteMarker": self.is_delete_marker,
+            "replicationInfo": {
+                "status": overall,
+                "backends": backends,
+                "content": ["METADATA"] if self.is_delete_marker else ["DATA", "METADATA"],
+                "destination": self.destination,
+                "storageClass": self.storage_class or ",".join(self.sites),
+                "role": self.role,
+                "storageType": self.storage_type,
+            },
+        }
+
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        """(key, value) bytes of this entry on the replication topic."""
+        return self.message_key, json.dumps(self._envelope(self.object_metadata())).encode("utf-8")
+
+    def _envelope(self, metadata: dict) -> dict:
+        return {
+            "type": "put",
+            "bucket": self.bucket,
+            "key": "%s%s%s" % (self.key, VERSION_SEPARATOR, self.version_id),
+            "value": json.dumps(metadata),
+            "enqueuedAt": self.enqueued_at,
+        }
+
+    @classmethod
+    def from_kafka(cls, value: bytes) -> ReplicationEntry:
+        """The entry in a replication topic message value; EntryError when it is not one."""
+        envelope = _decode(value)
+        return cls._from_envelope(envelope)[0]
+
+    @classmethod
+    def _from_envelope(cls, envelope: dict) -> tuple[ReplicationEntry, dict]:
+        try:
+            key, _, version_id = envelope["key"].partition(VERSION_SEPARATOR)
+            metadata = json.loads(envelope["value"])
+            info = metadata.get("replicationInfo") or {}
+            entry = cls(
+                bucket=envelope["bucket"],
+                key=key,
+                version_id=version_id or metadata.get("versionId", ""),
+                is_delete_marker=bool(metadata.get("isDeleteMarker", False)),
+                size=int(metadata.get("content-length") or 0),
+                etag=metadata.get("content-md5", ""),
+                last_modified=metadata.get("last-modified", ""),
+                sites=tuple(b["site"] for b in info.get("backends", [])),
+                destination=info.get("destination", ""),
+                role=info.get("role", ""),
+                storage_class=info.get("storageClass", ""),
+                storage_type=info.get("storageType", "aws_s3"),
+                enqueued_at=int(envelope.get("enqueuedAt") or 0),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EntryError("not a replication entry: %s" % exc) from exc
+        if not entry.version_id:
+            raise EntryError("replication entry of %s/%s has no version id" % (entry.bucket, entry.key))
+        return entry, metadata
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """The state of one version on one site: PENDING, COMPLETED (with the target version id) or FAILED (reason)."""
+
+    entry: ReplicationEntry
+    site: str
+    status: str
+    reason: str = ""
+    target_version_id: str = ""
+    replay_count: int = 0
+    updated_at: int = field(default_factory=now_ms)
+
+    @property
+    def ledger_key(self) -> bytes:
+        """Key in the compacted ledger: one record per (site, bucket, key, version)."""
+        return json.dumps([self.site, self.entry.bucket, self.entry.key, self.entry.version_id]).encode("utf-8")
+
+    def supersedes(self, current: StatusEntry | None) -> bool:
+        """Whether this status replaces `current` in the ledger.
+
+        A later generation (retry, re-enqueue) wins; within one generation an outcome beats PENDING, since the
+        populator's PENDING may arrive after the processor's outcome.
+        """
+        if current is None:
+            return True
+        mine, theirs = self.entry.enqueued_at, current.entry.enqueued_at
+        if mine != theirs:
+            return mine > theirs
+        if self.status == PENDING:
+            return current.status == PENDING
+        return current.status == PENDING or self.updated_at >= current.updated_at
+
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        """(key, value) of this status on the status topic (key `<bucket>/<key>`, like the entry)."""
+        metadata = self.entry.object_metadata({self.site: (self.status, self.target_version_id)})
+        envelope = self.entry._envelope(metadata)
+        envelope.update(
+            site=self.site,
+            replayCount=self.replay_count,
+            status=self.status,
+            reason=self.reason,
+            updatedAt=self.updated_at,
+        )
+        return self.entry.message_key, json.dumps(envelope).encode("utf-8")
+
+    @classmethod
+    def from_kafka(cls, value: bytes) -> StatusEntry:
+        """The status in a status/ledger message value; EntryError when it is not one."""
+        envelope = _decode(value)
+        entry, metadata = ReplicationEntry._from_envelope(envelope)
+        try:
+            site = envelope["site"]
+            backend = next((b for b in metadata["replicationInfo"]["backends"] if b["site"] == site), {})
+            status = envelope.get("status") or backend.get("status", "")
+            if status not in STATUSES:
+                raise ValueError("unknown status %r" % status)
+            return cls(
+                entry=entry,
+                site=site,
+                status=status,
+                reason=envelope.get("reason", ""),
+                target_version_id=backend.get("dataStoreVersionId", ""),
+                replay_count=int(envelope.get("replayCount") or 0),
+                updated_at=int(envelope.get("updatedAt") or 0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EntryError("not a status entry: %s" % exc) from exc
+
+    def to_dict(self) -> dict:
+        """A flat, printable view for the CLI and API."""
+        return {
+            "bucket": self.entry.bucket,
+            "key": self.entry.key,
+            "versionId": self.entry.version_id,
+            "isDeleteMarker": self.entry.is_delete_marker,
+            "site": self.site,
+            "status": self.status,
+            "reason": self.reason,
+            "dataStoreVersionId": self.target_version_id,
+            "replayCount": self.replay_count,
+            "updatedAt": self.updated_at,
+        }
+
+
+def _overall_status(statuses: list[str]) -> str:
+    if statuses and all(s == COMPLETED for s in statuses):
+        return COMPLETED
+    if any(s == FAILED for s in statuses):
+        return FAILED
+    return PENDING
+
+
+def _decode(value: bytes) -> dict:
+    try:
+        envelope = json.loads(value)
+    except (TypeError, ValueError) as exc:
+        raise EntryError("not JSON: %s" % exc) from exc
+    if not isinstance(envelope, dict):
+        raise EntryError("not a JSON object")
+    return envelope

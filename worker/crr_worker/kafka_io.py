@@ -1,0 +1,70 @@
+"""Kafka plumbing shared by the components: topics created if missing, durable producers, manual-commit consumers."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from crr_worker.config import WorkerConfig
+
+LOG = logging.getLogger("crr_worker.kafka")
+
+
+def ensure_topics(config: WorkerConfig) -> None:
+    """Create the replication, status and (compacted) ledger topics when missing; existing ones are left alone."""
+    wanted = {
+        config.topic: {},
+        config.status_topic: {},
+        config.ledger_topic: {"cleanup.policy": "compact"},
+    }
+    admin = KafkaAdminClient(bootstrap_servers=list(config.kafka.hosts), client_id="crr-worker-admin")
+    try:
+        existing = set(admin.list_topics())
+        for name, configs in wanted.items():
+            if name in existing:
+                continue
+            topic = NewTopic(name, config.kafka.partitions, config.kafka.replication_factor, topic_configs=configs)
+            try:
+                admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass  # another component created it meanwhile
+    finally:
+        admin.close()
+
+
+def make_producer(config: WorkerConfig) -> KafkaProducer:
+    """A producer whose sends are durable once flush() returns (acks from all in-sync replicas)."""
+    return KafkaProducer(
+        bootstrap_servers=list(config.kafka.hosts),
+        acks="all",
+        retries=10,
+        linger_ms=5,
+        max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
+        client_id="crr-worker",
+    )
+
+
+def make_consumer(config: WorkerConfig, group_id: str | None, **options) -> KafkaConsumer:
+    """A consumer that never commits by itself: components commit only what is durably done."""
+    return KafkaConsumer(
+        bootstrap_servers=list(config.kafka.hosts),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="crr-worker",
+        **options,
+    )
+
+
+def send_all(producer: KafkaProducer, topic: str, messages: list[tuple[bytes, bytes]], timeout_s: float = 30.0) -> None:
+    """Send `messages` and return once Kafka acknowledged every one; raises the first send error.
+
+    flush() alone does not report failed sends, so each future is checked.
+    """
+    futures = [producer.send(topic, key=key, value=value) for key, value in messages]
+    producer.flush(timeout=timeout_s)
+    for future in futures:
+        future.get(timeout=timeout_s)

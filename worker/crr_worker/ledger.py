@@ -1,0 +1,93 @@
+"""The status ledger: a compacted Kafka topic holding the latest status of every (site, version).
+
+Any host can rebuild the whole ledger by reading the topic from its start; compaction keeps it to one record
+per key. Only the status processor writes it; everyone else reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import TopicPartition
+
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import FAILED, EntryError, StatusEntry
+from crr_worker.kafka_io import ensure_topics, make_consumer
+from crr_worker.logs import log
+
+LOG = logging.getLogger("crr_worker.ledger")
+
+
+class LedgerUnavailable(Exception):
+    """The ledger topic could not be read to its end in time."""
+
+
+def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
+                ) -> dict[bytes, StatusEntry]:
+    """Every status in the ledger, by ledger key, as of the moment the read started."""
+    ensure_topics(config)
+    consumer = make_consumer(config, None)
+    try:
+        partitions = _partitions(consumer, config.ledger_topic, timeout_s)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        state: dict[bytes, StatusEntry] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                raise LedgerUnavailable("ledger topic %s not read to its end" % config.ledger_topic)
+            for messages in consumer.poll(timeout_ms=500).values():
+                for message in messages:
+                    _apply(state, message.key, message.value)
+        return state
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _partitions(consumer, topic: str, timeout_s: float) -> list[TopicPartition]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if time.monotonic() > deadline:
+            raise LedgerUnavailable("ledger topic %s has no partitions" % topic)
+        time.sleep(0.2)
+
+
+def _apply(state: dict, key: bytes, value: bytes | None) -> None:
+    if value is None:
+        state.pop(key, None)  # tombstone
+        return
+    try:
+        state[key] = StatusEntry.from_kafka(value)
+    except EntryError as exc:
+        log(LOG, logging.WARNING, "ignoring a ledger record that is not a status", error=str(exc))
+
+
+def find(state: dict[bytes, StatusEntry], bucket: str, key: str, version_id: str | None = None,
+         site: str | None = None) -> list[StatusEntry]:
+    """Statuses of `bucket`/`key` (one version or all), oldest write first."""
+    found = [
+        s for s in state.values()
+        if s.entry.bucket == bucket and s.entry.key == key
+        and (version_id is None or s.entry.version_id == version_id) and (site is None or s.site == site)
+    ]
+    return sorted(found, key=lambda s: (s.entry.enqueued_at, s.site))
+
+
+def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str | None = None) -> list[StatusEntry]:
+    """FAILED statuses, optionally of one site or one bucket, oldest first."""
+    found = [
+        s for s in state.values()
+        if s.status == FAILED and (site is None or s.site == site) and (bucket is None or s.entry.bucket == bucket)
+    ]
+    return sorted(found, key=lambda s: (s.updated_at, s.entry.bucket, s.entry.key))
+
+
+def known_versions(state: dict[bytes, StatusEntry]) -> set[tuple[str, str, str, str]]:
+    """(site, bucket, key, version id) of every version the ledger knows, whatever its status."""
+    return {(s.site, s.entry.bucket, s.entry.key, s.entry.version_id) for s in state.values()}

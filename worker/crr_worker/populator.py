@@ -1,0 +1,145 @@
+"""The queue populator: source changes in, replication entries out on `backbeat-replication`.
+
+Two feeds meet here. Notifications say which keys changed; the key's versions are then listed, so versions
+are enqueued in their order whatever order the notifications came in (and events without a version id, as
+moto sends, are resolved too). The reconciliation scan lists whole buckets and enqueues every version the
+ledger does not know: it catches missed notifications and objects written before replication was set up.
+A notification is acknowledged (the feed's checkpoint) only after its entries are acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
+from crr_worker.kafka_io import ensure_topics, make_producer, send_all
+from crr_worker.ledger import known_versions, read_ledger
+from crr_worker.logs import log
+from crr_worker.rules import BucketReplication
+from crr_worker.sources.base import Change, Source, VersionInfo
+
+LOG = logging.getLogger("crr_worker.populator")
+RULES_TTL_S = 30.0
+FLUSH_EVERY = 500
+
+
+@dataclass
+class _CachedRules:
+    replication: BucketReplication | None
+    read_at: float
+
+
+class Populator:
+    """Turns new versions of replicated buckets into replication entries, each once per site."""
+
+    def __init__(self, config: WorkerConfig, source: Source, stop: threading.Event):
+        self.config = config
+        self.source = source
+        self.stop = stop
+        self.rules: dict[str, _CachedRules] = {}
+        self.known: set[tuple[str, str, str, str]] = set()
+        self.producer = None
+        self.published = 0
+
+    def run(self) -> None:
+        """Scan at start and every scanIntervalS; between scans, follow the notifications."""
+        ensure_topics(self.config)
+        self.producer = make_producer(self.config)
+        log(LOG, logging.INFO, "populator started", source=self.config.log_source)
+        next_scan = 0.0
+        try:
+            while not self.stop.is_set():
+                if time.monotonic() >= next_scan:
+                    self.scan()
+                    next_scan = time.monotonic() + self.config.source.scan_interval_s
+                wait_s = max(0.0, min(5.0, next_scan - time.monotonic()))
+                batch = self.source.read_changes(self.stop, wait_s)
+                if batch.changes:
+                    self.handle(batch.changes)
+                batch.checkpoint()
+        finally:
+            self.producer.close(timeout=10)
+            log(LOG, logging.INFO, "populator stopped", published=self.published)
+
+    def scan(self) -> int:
+        """Enqueue every version of every replicated bucket that the ledger does not know; returns how many."""
+        self.known |= known_versions(read_ledger(self.config, self.stop))
+        count = 0
+        for bucket in self.source.buckets():
+            if self.stop.is_set():
+                break
+            replication = self._replication(bucket, fresh=True)
+            if replication is not None and replication.enabled:
+                count += self._enqueue(replication, self.source.list_versions(bucket))
+        log(LOG, logging.INFO, "scan done", enqueued=count)
+        return count
+
+    def handle(self, changes: list[Change]) -> int:
+        """Enqueue the unknown versions of the keys named by `changes`; returns how many."""
+        count = 0
+        seen = set()
+        for change in changes:
+            if (change.bucket, change.key) in seen:
+                continue
+            seen.add((change.bucket, change.key))
+            replication = self._replication(change.bucket)
+            if replication is None or replication.rule_for(change.key) is None:
+                continue
+            versions = [change.version] if change.version else self.source.list_versions(change.bucket, change.key)
+            count += self._enqueue(replication, versions)
+        return count
+
+    def _replication(self, bucket: str, fresh: bool = False) -> BucketReplication | None:
+        cached = self.rules.get(bucket)
+        if fresh or cached is None or time.monotonic() - cached.read_at > RULES_TTL_S:
+            cached = _CachedRules(self.source.replication(bucket), time.monotonic())
+            self.rules[bucket] = cached
+        return cached.replication
+
+    def _enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo]) -> int:
+        """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks."""
+        entries: list[ReplicationEntry] = []
+        count = 0
+        for version in versions:
+            entry = self._entry(replication, version)
+            if entry is None:
+                continue
+            entries.append(entry)
+            if len(entries) >= FLUSH_EVERY:
+                count += self._publish(entries)
+                entries = []
+        return count + self._publish(entries)
+
+    def _entry(self, replication: BucketReplication, version: VersionInfo) -> ReplicationEntry | None:
+        rule = replication.rule_for(version.key)
+        if rule is None:
+            return None
+        ids = (version.bucket, version.key, version.version_id)
+        sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
+        if not sites:
+            return None
+        first = next((s for s in self.config.sites if s.site == sites[0]), None)
+        return ReplicationEntry(
+            bucket=version.bucket, key=version.key, version_id=version.version_id,
+            is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag,
+            last_modified=version.last_modified, sites=sites, destination=rule.destination,
+            role=replication.role, storage_class=rule.storage_class,
+            storage_type=first.type if first else "aws_s3",
+        )
+
+    def _publish(self, entries: list[ReplicationEntry]) -> int:
+        """Entries first (acknowledged), then PENDING marks; only then are the versions known."""
+        if not entries:
+            return 0
+        send_all(self.producer, self.config.topic, [e.to_kafka() for e in entries])
+        pending = [StatusEntry(e, site, PENDING) for e in entries for site in e.sites]
+        send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in pending])
+        for status in pending:
+            self.known.add((status.site, status.entry.bucket, status.entry.key, status.entry.version_id))
+        self.published += len(entries)
+        return len(entries)

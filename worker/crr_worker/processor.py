@@ -1,0 +1,296 @@
+"""The queue processor of one site: replication entries in, replicas written, outcomes out.
+
+Kafka does the distribution: every processor of a site joins the consumer group `<groupId>-<site>` and gets a
+share of the partitions. Inside one process, up to `concurrency` versions are copied at once, but never two
+versions of the same key (they are applied in offset order). A record's offset is committed only once its
+outcome (COMPLETED or FAILED) is acknowledged by Kafka, and only as part of a contiguous run of done offsets,
+so a crash re-does work and never loses it; the target's idempotence check makes re-doing harmless.
+
+All bookkeeping lives on the thread that polls Kafka; worker threads only copy and report back through a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
+from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer
+from crr_worker.logs import log
+from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
+from crr_worker.sources.base import Source
+from crr_worker.targets.base import Target
+
+LOG = logging.getLogger("crr_worker.processor")
+COMMIT_INTERVAL_S = 1.0
+SHUTDOWN_GRACE_S = 20.0
+PUBLISH_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _PartitionProgress:
+    """Offsets of one partition taken but not yet done; what may be committed is below the lowest of them."""
+
+    outstanding: set = field(default_factory=set)
+    next_offset: int | None = None
+    committed: int | None = None
+
+    def take(self, offset: int) -> None:
+        self.outstanding.add(offset)
+        self.next_offset = max(self.next_offset or 0, offset + 1)
+
+    def committable(self) -> int | None:
+        return min(self.outstanding) if self.outstanding else self.next_offset
+
+
+@dataclass
+class _Record:
+    partition: TopicPartition
+    offset: int
+    key: bytes
+    value: bytes
+
+
+class Processor:
+    """Consumes the replication topic for one site and writes replicas through `target`."""
+
+    def __init__(self, config: WorkerConfig, site: str, source: Source, target: Target, stop: threading.Event):
+        self.config = config
+        self.site = config.site(site)
+        self.source, self.target, self.stop = source, target, stop
+        self.settings = config.queue_processor
+        self.group_id = "%s-%s" % (self.settings.group_id_prefix, self.site.site)
+        self.max_outstanding = self.settings.concurrency * 4
+        self.progress: dict[TopicPartition, _PartitionProgress] = {}
+        self.waiting: dict[bytes, deque] = {}  # key -> records queued behind the one in flight (never empty)
+        self.in_flight = 0
+        self.holding = False  # during a rebalance: finish in-flight work, start nothing new
+        self.running_keys: set = set()
+        self.finished: queue.Queue = queue.Queue()
+        self.counts = {"completed": 0, "failed": 0, "skipped": 0, "bytes": 0}
+        self.consumer = None
+        self.producer = None
+        self.pool = None
+
+    def run(self) -> None:
+        """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
+        ensure_topics(self.config)
+        self.producer = make_producer(self.config)
+        self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2)
+        self.consumer.subscribe([self.config.topic], listener=_Rebalance(self))
+        self.pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="copy-%s" % self.site.site)
+        log(LOG, logging.INFO, "processor started", site=self.site.site, group=self.group_id)
+        last_commit = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                self._collect_finished(block_s=0)
+                self._apply_backpressure()
+                for partition, messages in self.consumer.poll(timeout_ms=200).items():
+                    for message in messages:
+                        self._accept(_Record(partition, message.offset, message.key or b"", message.value))
+                if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                    self._commit()
+                    last_commit = time.monotonic()
+        finally:
+            self._shutdown()
+
+    def _accept(self, record: _Record) -> None:
+        progress = self.progress.setdefault(record.partition, _PartitionProgress())
+        progress.take(record.offset)
+        if record.key in self.running_keys or record.key in self.waiting:
+            self.waiting.setdefault(record.key, deque()).append(record)  # behind an older version of this key
+        else:
+            self._dispatch(record)
+
+    def _dispatch(self, record: _Record) -> None:
+        self.in_flight += 1
+        self.running_keys.add(record.key)
+        future = self.pool.submit(self._process, record)
+        future.add_done_callback(lambda f, r=record: self.finished.put((r, f)))
+
+    def _collect_finished(self, block_s: float) -> None:
+        """Account for finished records: done offsets become committable, the key's next version starts."""
+        try:
+            record, future = self.finished.get(timeout=block_s) if block_s else self.finished.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self.in_flight -= 1
+            self.running_keys.discard(record.key)
+            done = not future.cancelled() and future.exception() is None and future.result()
+            progress = self.progress.get(record.partition)
+            if done and progress is not None:
+                progress.outstanding.discard(record.offset)
+            self._start_next_of_key(record.key)
+            try:
+                record, future = self.finished.get_nowait()
+            except queue.Empty:
+                return
+
+    def _start_next_of_key(self, key: bytes) -> None:
+        if self.holding or self.stop.is_set() or key in self.running_keys:
+            return  # restart_waiting() resumes after a rebalance; a stop abandons what waits
+        waiting = self.waiting.get(key)
+        if waiting:
+            record = waiting.popleft()
+            if not waiting:
+                del self.waiting[key]
+            self._dispatch(record)
+        else:
+            self.waiting.pop(key, None)
+
+    def restart_waiting(self) -> None:
+        """Start the next queued version of every key with nothing in flight (after a rebalance)."""
+        for key in list(self.waiting):
+            self._start_next_of_key(key)
+
+    def _outstanding(self) -> int:
+        return sum(len(p.outstanding) for p in self.progress.values())
+
+    def _apply_backpressure(self) -> None:
+        """Stop fetching while too much is taken; memory stays bounded whatever the backlog."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        if self._outstanding() >= self.max_outstanding:
+            self.consumer.pause(*assigned)
+            self._collect_finished(block_s=0.2)
+        elif self.consumer.paused():
+            self.consumer.resume(*assigned)
+
+    def _process(self, record: _Record) -> bool:
+        """Replicate one record; True once its outcome is durable, False when abandoned (to be redone)."""
+        try:
+            entry = ReplicationEntry.from_kafka(record.value)
+        except EntryError as exc:
+            log(LOG, logging.ERROR, "skipping a message that is not a replication entry", offset=record.offset,
+                partition=record.partition.partition, error=str(exc))
+            return True
+        if self.site.site not in entry.sites:
+            return True
+        try:
+            status = self._replicate(entry)
+        except Stopped:
+            return False
+        return self._publish(status)
+
+    def _replicate(self, entry: ReplicationEntry) -> StatusEntry:
+        """The outcome of replicating `entry` within the site's retry budget."""
+        def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+            log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
+                version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
+
+        try:
+            written = call_with_retries(lambda: self.target.replicate(entry, self.source, self.stop),
+                                        self.site.retry, self.stop, on_retry=on_retry)
+        except ReplicationFailed as exc:
+            return self._failed(entry, exc.reason)
+        except Stopped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must still end as a visible FAILED, not a silent skip
+            LOG.exception("unexpected error")
+            return self._failed(entry, "internal error: %s" % describe(exc))
+        self.counts["skipped" if written.skipped else "completed"] += 1
+        self.counts["bytes"] += written.bytes_copied
+        return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
+
+    def _failed(self, entry: ReplicationEntry, reason: str) -> StatusEntry:
+        bucket = getattr(self.target, "bucket_for", lambda e: e.destination_bucket)
+        try:
+            where = "target bucket %s on site %s" % (bucket(entry), self.site.site)
+        except ReplicationFailed:
+            where = "site %s" % self.site.site
+        self.counts["failed"] += 1
+        log(LOG, logging.ERROR, "replication failed", site=self.site.site, bucket=entry.bucket, key=entry.key,
+            version_id=entry.version_id, reason=reason)
+        return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where))
+
+    def _publish(self, status: StatusEntry) -> bool:
+        """Send the outcome and wait for Kafka's acknowledgement; keeps trying unless stopping."""
+        key, value = status.to_kafka()
+        while True:
+            try:
+                self.producer.send(self.config.status_topic, key=key, value=value).get(timeout=PUBLISH_TIMEOUT_S)
+                return True
+            except Exception as exc:  # noqa: BLE001 - Kafka errors vary; the outcome must not be lost
+                log(LOG, logging.WARNING, "cannot publish outcome yet", error=str(exc))
+                if self.stop.wait(1.0):
+                    return False
+
+    def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+        offsets = {}
+        for partition in partitions or list(self.progress):
+            progress = self.progress.get(partition)
+            offset = progress.committable() if progress else None
+            if offset is not None and offset != progress.committed:
+                offsets[partition] = OffsetAndMetadata(offset, "", -1)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - a failed commit only means some work is redone
+            log(LOG, logging.WARNING, "commit failed; work since the last commit will be redone", error=str(exc))
+            return
+        for partition, meta in offsets.items():
+            self.progress[partition].committed = meta.offset
+
+    def drain(self, deadline_s: float) -> None:
+        """Wait (bounded) until no copy is in flight, starting no new ones when stopping."""
+        deadline = time.monotonic() + deadline_s
+        while self.in_flight and time.monotonic() < deadline:
+            self._collect_finished(block_s=0.2)
+
+    def forget(self, partitions) -> None:
+        """Drop what was taken from revoked partitions and not done: their new owner re-reads it."""
+        lost = set(partitions)
+        for partition in lost:
+            self.progress.pop(partition, None)
+        for key in list(self.waiting):
+            kept = deque(r for r in self.waiting[key] if r.partition not in lost)
+            if kept:
+                self.waiting[key] = kept
+            else:
+                del self.waiting[key]
+
+    def _shutdown(self) -> None:
+        self.stop.set()
+        if self.pool is not None:
+            self.drain(SHUTDOWN_GRACE_S)
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.consumer is not None:
+            self._commit()
+            self.consumer.close(autocommit=False)
+        if self.producer is not None:
+            self.producer.close(timeout=5)
+        log(LOG, logging.INFO, "processor stopped", site=self.site.site, **self.counts)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Before partitions move to another member, finish what is in flight and commit it."""
+
+    def __init__(self, processor: Processor):
+        self.processor = processor
+
+    def on_partitions_revoked(self, revoked):
+        processor = self.processor
+        processor.holding = True
+        try:
+            processor.drain(SHUTDOWN_GRACE_S * 10)
+            processor._commit([p for p in revoked if p in processor.progress])
+            processor.forget(revoked)
+        finally:
+            processor.holding = False
+        processor.restart_waiting()
+
+    def on_partitions_assigned(self, assigned):
+        log(LOG, logging.INFO, "partitions assigned", site=self.processor.site.site,
+            partitions=sorted(p.partition for p in assigned))

@@ -1,0 +1,72 @@
+"""What the populator and the processors need from a source; the s3 and cloudserver sources implement it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Protocol
+
+from crr_worker.rules import BucketReplication
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version (object or delete marker) as a listing or a change record describes it."""
+
+    bucket: str
+    key: str
+    version_id: str
+    is_delete_marker: bool = False
+    size: int = 0
+    etag: str = ""
+    last_modified: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something changed under `bucket`/`key`; `version` is set when the feed says exactly which version."""
+
+    bucket: str
+    key: str
+    version: VersionInfo | None = None
+
+
+@dataclass
+class ChangeBatch:
+    """Changes read from the feed; `checkpoint()` acknowledges them, to be called only after they are published."""
+
+    changes: list[Change]
+    checkpoint: Callable[[], None] = field(default=lambda: None)
+
+
+@dataclass
+class SourceObject:
+    """An open source version: a byte stream plus what the replica must carry."""
+
+    body: BinaryIO
+    size: int
+    etag: str
+    headers: dict
+    metadata: dict
+
+
+class Source(Protocol):
+    def buckets(self) -> list[str]:
+        """Source buckets to replicate from (configured or discovered)."""
+
+    def replication(self, bucket: str) -> BucketReplication | None:
+        """The bucket's replication configuration; None when it has none."""
+
+    def read_changes(self, stop: threading.Event, wait_s: float) -> ChangeBatch:
+        """The next changes of the feed, waiting at most `wait_s` (empty batch when there are none)."""
+
+    def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
+        """Every version of the bucket (or of exactly `key`), each key's versions oldest first."""
+
+    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
+                     etag: str | None = None) -> SourceObject:
+        """A stream of the version (or of bytes [start, end] of it); `etag` guards against a changed object."""
+
+    def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
+        """The version's tags."""

@@ -1,0 +1,157 @@
+"""The `s3` source: any S3 endpoint; changes from S3 event notifications in SQS, versions from ListObjectVersions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from crr_worker.aws import load_keys, make_client
+from crr_worker.config import SourceConfig
+from crr_worker.logs import log
+from crr_worker.rules import BucketReplication, parse_replication
+from crr_worker.sources.base import Change, ChangeBatch, SourceObject, VersionInfo
+
+LOG = logging.getLogger("crr_worker.sources.s3")
+CARRIED_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
+                   "Expires")
+SQS_MAX_BATCH = 10
+
+
+class S3Source:
+    """Reads versions, tags and replication rules from an S3 endpoint, and changes from an SQS queue."""
+
+    def __init__(self, config: SourceConfig, default_site: str | None, pool: int = 16):
+        self.config = config
+        self.default_site = default_site
+        keys = load_keys(config.credentials, "extensions.replication.source.credentials")
+        self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
+        self.sqs = None
+        if config.notification_queue_url:
+            self.sqs = make_client("sqs", config.endpoint, config.region, keys, 2, config.read_timeout_s)
+
+    def buckets(self) -> list[str]:
+        if self.config.buckets:
+            return list(self.config.buckets)
+        return [b["Name"] for b in self.s3.list_buckets().get("Buckets", [])]
+
+    def replication(self, bucket: str) -> BucketReplication | None:
+        try:
+            document = self.s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ReplicationConfigurationNotFoundError", "NoSuchBucket"):
+                return None
+            raise
+        return parse_replication(bucket, document, self.default_site)
+
+    def read_changes(self, stop: threading.Event, wait_s: float) -> ChangeBatch:
+        """Up to 10 SQS messages turned into changes; checkpoint() deletes them from the queue."""
+        if self.sqs is None or stop.is_set():
+            stop.wait(wait_s)
+            return ChangeBatch([])
+        url = self.config.notification_queue_url
+        reply = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=SQS_MAX_BATCH,
+                                         WaitTimeSeconds=max(0, min(20, int(wait_s))))
+        messages = reply.get("Messages", [])
+        changes = [change for m in messages for change in parse_notification(m.get("Body", ""))]
+
+        def checkpoint() -> None:
+            for start in range(0, len(messages), SQS_MAX_BATCH):
+                chunk = messages[start:start + SQS_MAX_BATCH]
+                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+                self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+
+        return ChangeBatch(changes, checkpoint)
+
+    def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
+        """Versions and delete markers, each key's oldest first (the listing gives them newest first)."""
+        paginator = self.s3.get_paginator("list_object_versions")
+        pages = paginator.paginate(Bucket=bucket, **({"Prefix": key} if key is not None else {}))
+        current: list[VersionInfo] = []
+        for page in pages:
+            for version in _page_versions(bucket, page):
+                if key is not None and version.key != key:
+                    continue
+                if current and current[0].key != version.key:
+                    yield from _oldest_first(current)
+                    current = []
+                current.append(version)
+        yield from _oldest_first(current)
+
+    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
+                     etag: str | None = None) -> SourceObject:
+        extra = {"Range": "bytes=%d-%d" % byte_range} if byte_range else {}
+        if etag:
+            extra["IfMatch"] = etag
+        reply = self.s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, **extra)
+        headers = {name: reply[name] for name in CARRIED_HEADERS if reply.get(name)}
+        return SourceObject(
+            body=reply["Body"],
+            size=int(reply.get("ContentLength") or 0),
+            etag=reply.get("ETag", ""),
+            headers=headers,
+            metadata=dict(reply.get("Metadata") or {}),
+        )
+
+    def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
+        reply = self.s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
+        return {t["Key"]: t["Value"] for t in reply.get("TagSet", [])}
+
+
+def parse_notification(body: str) -> list[Change]:
+    """Changes named by one SQS message body: an S3 event (maybe wrapped by SNS); test events give none.
+
+    Keys in S3 events are URL-encoded with '+' for spaces. The version id is kept as a hint only: the
+    populator lists the key's versions anyway so that versions are enqueued in order whatever SQS delivers.
+    """
+    try:
+        document = json.loads(body)
+        if isinstance(document, dict) and "Message" in document and "Records" not in document:
+            document = json.loads(document["Message"])  # SNS -> SQS fan-out
+    except (TypeError, ValueError):
+        log(LOG, logging.WARNING, "ignoring a notification that is not JSON", size=len(body or ""))
+        return []
+    changes = []
+    for record in document.get("Records", []) if isinstance(document, dict) else []:
+        s3 = record.get("s3", {})
+        bucket = s3.get("bucket", {}).get("name")
+        raw_key = s3.get("object", {}).get("key")
+        if bucket and raw_key is not None and str(record.get("eventName", "")).startswith("Object"):
+            changes.append(Change(bucket=bucket, key=unquote_plus(raw_key)))
+    return changes
+
+
+def _page_versions(bucket: str, page: dict) -> list[VersionInfo]:
+    """Versions and delete markers of one listing page, in listing order (by key, newest first)."""
+    found = []
+    for item in page.get("Versions", []):
+        found.append((item, VersionInfo(
+            bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null",
+            size=int(item.get("Size") or 0), etag=item.get("ETag", ""),
+            last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
+        )))
+    for item in page.get("DeleteMarkers", []):
+        found.append((item, VersionInfo(
+            bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null", is_delete_marker=True,
+            last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
+        )))
+    # The two lists come apart; merge by key (listing order), then newest first. Ties within one
+    # second keep the latest version first, then the listing's own order.
+    order = {}
+    for item, _ in found:
+        order.setdefault(item["Key"], len(order))
+    found.sort(key=lambda pair: (order[pair[0]["Key"]], not pair[0].get("IsLatest"), _negated_time(pair[0])))
+    return [version for _, version in found]
+
+
+def _negated_time(item: dict) -> float:
+    stamp = item.get("LastModified")
+    return -stamp.timestamp() if stamp else 0.0
+
+
+def _oldest_first(versions: list[VersionInfo]) -> list[VersionInfo]:
+    return list(reversed(versions))

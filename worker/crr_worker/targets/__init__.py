@@ -1,0 +1,1 @@
+"""Where replicas are written; one module per target type."""

@@ -1,0 +1,247 @@
+"""The `aws_s3` target: any S3 API. Replicas carry REPLICA + the source version id, and are written once.
+
+Memory stays bounded whatever the object size: bodies go through a spool that keeps at most
+`spoolMemoryBytes` in memory (the rest on disk) because S3 over plain HTTP needs a signed, hence
+re-readable, payload; objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a bounded
+number of parts at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import tempfile
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from urllib.parse import urlencode
+
+from botocore.exceptions import ClientError
+
+from crr_worker.aws import load_keys, make_client
+from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
+from crr_worker.entries import ReplicationEntry
+from crr_worker.logs import log
+from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
+from crr_worker.sources.base import Source
+from crr_worker.targets.base import ReplicaWritten
+
+LOG = logging.getLogger("crr_worker.targets.aws_s3")
+CHUNK = 1024 * 1024
+REPLICA_STATUS_KEY = "scal-replication-status"
+SOURCE_VERSION_KEY = "scal-version-id"
+MAX_VERSIONS_CHECKED = 50
+
+
+class AwsS3Target:
+    """Writes replicas of source versions into one aws_s3 site."""
+
+    def __init__(self, site: SiteConfig, settings: QueueProcessorConfig):
+        self.site = site
+        self.settings = settings
+        keys = load_keys(site.credentials, "site %s credentials" % site.site)
+        pool = settings.concurrency + settings.part_concurrency + 2
+        self.s3 = make_client("s3", site.endpoint, site.region, keys, pool, site.read_timeout_s)
+        self.parts = ThreadPoolExecutor(settings.part_concurrency, thread_name_prefix="parts-%s" % site.site)
+
+    def close(self) -> None:
+        self.parts.shutdown(wait=True, cancel_futures=True)
+
+    def bucket_for(self, entry: ReplicationEntry) -> str:
+        """The site's configured bucket, else the rule's destination bucket."""
+        bucket = self.site.bucket or entry.destination_bucket
+        if not bucket:
+            raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % self.site.site)
+        return bucket
+
+    def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
+        bucket = self.bucket_for(entry)
+        if entry.is_delete_marker:
+            return self._replicate_delete_marker(bucket, entry, source)
+        existing = self.find_replica(bucket, entry.key, entry.version_id)
+        if existing is not None:
+            return ReplicaWritten(existing, skipped=True)
+        if entry.size >= self.settings.mpu_threshold:
+            return self._put_multipart(bucket, entry, source, stop)
+        return self._put_single(bucket, entry, source, stop)
+
+    def find_replica(self, bucket: str, key: str, source_version_id: str) -> str | None:
+        """The target version id of the replica of `source_version_id`, when the target already holds one.
+
+        The latest version answers in one HEAD in the usual cases (new key, redelivered last write); older
+        versions are looked at only when the latest is another version, newest first, at most 50.
+        """
+        latest_id, latest_meta, marker = self._head(bucket, key)
+        if latest_meta.get(SOURCE_VERSION_KEY) == source_version_id:
+            return latest_id
+        if latest_id is None and not marker:
+            return None
+        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
+        for version in reply.get("Versions", []):
+            if version["Key"] != key or version.get("VersionId") == latest_id:
+                continue
+            head = self.s3.head_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+            if (head.get("Metadata") or {}).get(SOURCE_VERSION_KEY) == source_version_id:
+                return version["VersionId"]
+        return None
+
+    def _head(self, bucket: str, key: str, version_id: str | None = None) -> tuple[str | None, dict, bool]:
+        """(version id, user metadata, is a delete marker) of the latest version; (None, {}, False) if none."""
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+        except ClientError as exc:
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                if headers.get("x-amz-delete-marker") == "true":
+                    return headers.get("x-amz-version-id"), {}, True
+                return None, {}, False
+            raise
+        return head.get("VersionId"), dict(head.get("Metadata") or {}), False
+
+    def _replicate_delete_marker(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten:
+        """A DELETE without version id, which makes the target create a delete marker; once only.
+
+        A marker has no metadata to recognise it by, so a redelivered marker is known as done when the target's
+        latest version is a marker, or is the replica of a source version newer than this marker.
+        """
+        latest_id, latest_meta, is_marker = self._head(bucket, entry.key)
+        if is_marker:
+            return ReplicaWritten(latest_id or "", skipped=True)
+        if latest_meta.get(SOURCE_VERSION_KEY) in _newer_versions(source, entry):
+            return ReplicaWritten("", skipped=True)
+        reply = self.s3.delete_object(Bucket=bucket, Key=entry.key)
+        return ReplicaWritten(reply.get("VersionId") or "")
+
+    def _write_arguments(self, entry: ReplicationEntry, opened, tags: dict) -> dict:
+        metadata = {k: v for k, v in opened.metadata.items() if k not in (REPLICA_STATUS_KEY, SOURCE_VERSION_KEY)}
+        metadata[REPLICA_STATUS_KEY] = "REPLICA"
+        metadata[SOURCE_VERSION_KEY] = entry.version_id
+        arguments = dict(opened.headers, Metadata=metadata)
+        if tags:
+            arguments["Tagging"] = urlencode(tags)
+        return arguments
+
+    def _put_single(self, bucket: str, entry: ReplicationEntry, source: Source,
+                    stop: threading.Event) -> ReplicaWritten:
+        opened = source.open_version(entry.bucket, entry.key, entry.version_id)
+        tags = source.version_tags(entry.bucket, entry.key, entry.version_id)
+        with self._spool(opened.body, opened.size, stop) as (spool, md5):
+            reply = self.s3.put_object(
+                Bucket=bucket, Key=entry.key, Body=spool, ContentLength=opened.size, ContentMD5=md5,
+                **self._write_arguments(entry, opened, tags),
+            )
+        return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
+
+    def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
+                       stop: threading.Event) -> ReplicaWritten:
+        """Create, upload parts in parallel (bounded by the part pool), complete; abort on any error or stop."""
+        head = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0))
+        head.body.close()
+        tags = source.version_tags(entry.bucket, entry.key, entry.version_id)
+        upload = self.s3.create_multipart_upload(Bucket=bucket, Key=entry.key,
+                                                 **self._write_arguments(entry, head, tags))
+        upload_id = upload["UploadId"]
+        abort = threading.Event()
+        try:
+            parts = self._upload_parts(bucket, entry, source, upload_id, stop, abort)
+            reply = self.s3.complete_multipart_upload(Bucket=bucket, Key=entry.key, UploadId=upload_id,
+                                                      MultipartUpload={"Parts": parts})
+        except BaseException:
+            abort.set()
+            self._abort_upload(bucket, entry.key, upload_id)
+            raise
+        return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=entry.size)
+
+    def _upload_parts(self, bucket, entry, source, upload_id, stop, abort) -> list[dict]:
+        part_size = part_size_for(entry.size, self.settings.mpu_part_size)
+        ranges = [(start, min(start + part_size, entry.size) - 1) for start in range(0, entry.size, part_size)]
+        futures: list[Future] = [
+            self.parts.submit(self._copy_part, bucket, entry, source, upload_id, number, byte_range, stop, abort)
+            for number, byte_range in enumerate(ranges, start=1)
+        ]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # raises the first part error
+        finally:
+            abort.set()  # parts still queued or running give up at their next chunk
+            for future in futures:
+                future.cancel()
+            wait(futures)
+        return [{"PartNumber": n, "ETag": f.result()} for n, f in enumerate(futures, start=1)]
+
+    def _copy_part(self, bucket, entry, source, upload_id, number, byte_range, stop, abort) -> str:
+        either = _AnyEvent(stop, abort)
+        if either.is_set():
+            raise Stopped()
+        opened = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=byte_range,
+                                     etag=entry.etag or None)
+        length = byte_range[1] - byte_range[0] + 1
+        with self._spool(opened.body, length, either) as (spool, md5):
+            reply = self.s3.upload_part(Bucket=bucket, Key=entry.key, UploadId=upload_id, PartNumber=number,
+                                        Body=spool, ContentLength=length, ContentMD5=md5)
+        return reply["ETag"]
+
+    def _abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort, so no half-written object or stored parts remain; failure to do so is logged, not raised."""
+        try:
+            self.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:  # noqa: BLE001 - best effort; a lifecycle rule is the backstop
+            log(LOG, logging.WARNING, "could not abort multipart upload", bucket=bucket, key=key,
+                upload_id=upload_id, error=str(exc))
+
+    def _spool(self, body, expected: int, stop) -> _Spool:
+        return _Spool(body, expected, self.settings.spool_memory_bytes, stop)
+
+
+class _Spool:
+    """Copies a stream into a spooled temporary file while computing its MD5; checks length and stop."""
+
+    def __init__(self, body, expected: int, memory_bytes: int, stop):
+        self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
+        self.file = None
+
+    def __enter__(self):
+        self.file = tempfile.SpooledTemporaryFile(max_size=self.memory_bytes)
+        digest = hashlib.md5(usedforsecurity=False)
+        copied = 0
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped()
+                chunk = self.body.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                self.file.write(chunk)
+                copied += len(chunk)
+        finally:
+            self.body.close()
+        if copied != self.expected:
+            raise RetryableError("source stream ended at %d of %d bytes" % (copied, self.expected))
+        self.file.seek(0)
+        return self.file, base64.b64encode(digest.digest()).decode("ascii")
+
+    def __exit__(self, *exc_info):
+        self.file.close()
+        return False
+
+
+class _AnyEvent:
+    """Set when either event is set: the worker stops, or the upload this part belongs to is given up."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+def _newer_versions(source: Source, entry: ReplicationEntry) -> set[str]:
+    """Source version ids of entry.key written after the delete marker `entry`."""
+    versions = [v.version_id for v in source.list_versions(entry.bucket, entry.key)]
+    if entry.version_id not in versions:
+        return set()
+    return set(versions[versions.index(entry.version_id) + 1:])

@@ -1,0 +1,28 @@
+"""What a processor needs from a replication target; aws_s3 and scality targets implement it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from crr_worker.entries import ReplicationEntry
+from crr_worker.sources.base import Source
+
+
+@dataclass(frozen=True)
+class ReplicaWritten:
+    """A version is on the target: `target_version_id` identifies it there; `skipped` when it already was."""
+
+    target_version_id: str
+    bytes_copied: int = 0
+    skipped: bool = False
+
+
+class Target(Protocol):
+    def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
+        """Copy one source version to the target, once: raises on error (classified by crr_worker.retry)
+        and crr_worker.retry.Stopped when `stop` is set mid-copy, leaving no partial object visible."""
+
+    def close(self) -> None:
+        """Release threads and connections."""
