@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
 
 import boto3
 import pytest
 from playbook import run_playbook
 
 pytestmark = pytest.mark.integration
+
+# Nothing listens there: a module that called IAM before validating would fail on the connection instead.
+UNREACHABLE = SimpleNamespace(url="http://127.0.0.1:9", account_id="000000000000")
 
 TRUST_TWO_SERVICES = {
     "Version": "2012-10-17",
@@ -188,3 +192,6 @@ def test_bad_input_fails_before_any_call_and_creates_nothing(sandbox, options, m
     assert run.rc != 0 and result["failed"]
     assert message in result["msg"]
     assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"] == name]
+    # against an unreachable endpoint the same message: no API call came first
+    run, result = _run(UNREACHABLE, name=name, **options)
+    assert run.rc != 0 and message in result["msg"]
