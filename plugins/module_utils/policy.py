@@ -24,8 +24,8 @@ _ACTION = re.compile(r"^[A-Za-z0-9-]+:[A-Za-z0-9*?]+$")
 # Looser than arn.parse_arn on purpose: policy resources may wildcard any field
 # (arn:aws:ec2:*:*:instance/*) and may use policy variables.
 _RESOURCE_ARN = re.compile(r"^arn:[^:\s]+:[^:\s]*:[^:\s]*:[^:\s]*:\S+$")
-_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-_POLICY_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")
 _PATH = re.compile(r"^(/|/[\x21-\x7e]{0,510}/)$")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
