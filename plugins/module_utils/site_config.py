@@ -200,7 +200,7 @@ def apply_location(config, site, state, label="location_config"):
     if site.type != "aws_s3":
         return updated
     current = current if isinstance(current, dict) else {}
-    location = {key: value for key, value in current.items()}
+    location = dict(current)
     location["type"] = "aws_s3"
     location["objectId"] = current.get("objectId") or _free_object_id(updated, site.name)
     location["legacyAwsBehavior"] = site.legacy_aws_behavior
