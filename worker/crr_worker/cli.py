@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from crr_worker.logs import setup
 
 DEFAULT_CONFIG = "/etc/crr-worker/config.json"
 EXIT_CONFIG = 2
+EXIT_FATAL = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("crr-worker: invalid configuration: %s" % exc, file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - one JSON line for the journal, then a non-zero exit
+        logging.getLogger("crr_worker").exception("fatal error", extra={"fields": {"command": args.command}})
+        return EXIT_FATAL if not isinstance(exc, KeyboardInterrupt) else 130
 
 
 def _parser() -> argparse.ArgumentParser:
