@@ -19,7 +19,7 @@ description:
   - With O(state=absent) the policy is detached from every role, user and group, its non-default
     versions are deleted, then the policy.
 author:
-  - backbeat.crr contributors
+  - backbeat.crr contributors (@backbeat-crr)
 options:
   name:
     description:

@@ -17,7 +17,7 @@ description:
     one-element lists equal to scalars). The role is updated only on a real difference.
   - With O(state=absent) the managed policies are detached and the inline ones deleted before the role.
 author:
-  - backbeat.crr contributors
+  - backbeat.crr contributors (@backbeat-crr)
 options:
   name:
     description:

@@ -160,9 +160,8 @@ def test_role_path_is_validated():
 
 def test_limit_exceeded_on_new_version_names_the_call_and_the_policy():
     arn = "arn:aws:iam::111111111111:policy/p"
-    fake = RecordingIAM(
-    errors={"create_policy_version": client_error("LimitExceeded", "CreatePolicyVersion",
-                                                                      "Cannot exceed quota for PolicyVersions")})
+    quota = client_error("LimitExceeded", "CreatePolicyVersion", "Cannot exceed quota for PolicyVersions")
+    fake = RecordingIAM(errors={"create_policy_version": quota})
     fake.get_paginator = lambda method: FakePaginator([{"Versions": [{"VersionId": "v1", "IsDefaultVersion": True}]}])
     with pytest.raises(Failed) as failed:
         crr_policy.update_document(FakeModule(), fake, False, {"Arn": arn, "DefaultVersionId": "v1"},
