@@ -59,10 +59,11 @@ class WorkerProcesses:
     def start(self, *command: str, name: str | None = None) -> subprocess.Popen:
         _require_worker()
         label = name or "-".join(command).replace("--", "")
-        log = open(os.path.join(self.log_dir, "%s-%d.log" % (label, len(self.running))), "ab")
-        proc = subprocess.Popen([CRR_WORKER, "--config", self.config_path, *command], stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL)
-        log.close()
+        log_path = os.path.join(self.log_dir, "%s-%d.log" % (label, len(self.running)))
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([CRR_WORKER, "--config", self.config_path, *command], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL)
+        proc.log_path = log_path
         self.running.append(proc)
         return proc
 
@@ -86,6 +87,12 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def log_records(proc) -> list[dict]:
+    """The JSON log lines a crr-worker process wrote so far."""
+    with open(proc.log_path) as log:
+        return [json.loads(line) for line in log if line.startswith("{")]
 
 
 @dataclass

@@ -42,6 +42,7 @@ class ReplicationEntry:
     storage_class: str = ""
     storage_type: str = "aws_s3"
     enqueued_at: int = field(default_factory=now_ms)
+    replay_count: int = 0
 
     @property
     def message_key(self) -> bytes:
@@ -54,8 +55,8 @@ class ReplicationEntry:
         return self.destination.rsplit(":", 1)[-1] if self.destination else ""
 
     def for_sites(self, sites: tuple[str, ...]) -> ReplicationEntry:
-        """The same version addressed to `sites` only, stamped now (a new generation, e.g. a retry)."""
-        return replace(self, sites=tuple(sites), enqueued_at=now_ms())
+        """The same version re-queued for `sites` only: a new generation, stamped now, one more replay."""
+        return replace(self, sites=tuple(sites), enqueued_at=now_ms(), replay_count=self.replay_count + 1)
 
     def object_metadata(self, statuses: dict[str, tuple[str, str]] | None = None) -> dict:
         """Backbeat's object metadata with `replicationInfo`; `statuses` maps site -> (status, target version)."""
@@ -93,6 +94,7 @@ class ReplicationEntry:
             "key": "%s%s%s" % (self.key, VERSION_SEPARATOR, self.version_id),
             "value": json.dumps(metadata),
             "enqueuedAt": self.enqueued_at,
+            "replayCount": self.replay_count,
         }
 
     @classmethod
@@ -121,6 +123,7 @@ class ReplicationEntry:
                 storage_class=info.get("storageClass", ""),
                 storage_type=info.get("storageType", "aws_s3"),
                 enqueued_at=int(envelope.get("enqueuedAt") or 0),
+                replay_count=int(envelope.get("replayCount") or 0),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryError("not a replication entry: %s" % exc) from exc
@@ -138,7 +141,6 @@ class StatusEntry:
     status: str
     reason: str = ""
     target_version_id: str = ""
-    replay_count: int = 0
     updated_at: int = field(default_factory=now_ms)
 
     @property
@@ -167,7 +169,6 @@ class StatusEntry:
         envelope = self.entry._envelope(metadata)
         envelope.update(
             site=self.site,
-            replayCount=self.replay_count,
             status=self.status,
             reason=self.reason,
             updatedAt=self.updated_at,
@@ -191,7 +192,6 @@ class StatusEntry:
                 status=status,
                 reason=envelope.get("reason", ""),
                 target_version_id=backend.get("dataStoreVersionId", ""),
-                replay_count=int(envelope.get("replayCount") or 0),
                 updated_at=int(envelope.get("updatedAt") or 0),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -208,7 +208,7 @@ class StatusEntry:
             "status": self.status,
             "reason": self.reason,
             "dataStoreVersionId": self.target_version_id,
-            "replayCount": self.replay_count,
+            "replayCount": self.entry.replay_count,
             "updatedAt": self.updated_at,
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -68,3 +69,17 @@ def send_all(producer: KafkaProducer, topic: str, messages: list[tuple[bytes, by
     producer.flush(timeout=timeout_s)
     for future in futures:
         future.get(timeout=timeout_s)
+
+
+def wait_for_partitions(consumer: KafkaConsumer, topic: str, stop, timeout_s: float = 60.0) -> None:
+    """Block until the consumer's metadata knows `topic`'s partitions.
+
+    Subscribing before that makes the group assign nothing to the first member, and a freshly created topic
+    takes a moment to appear in metadata.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.partitions_for_topic(topic):
+        if stop.is_set() or time.monotonic() > deadline:
+            raise RuntimeError("topic %s has no partitions in the broker metadata" % topic)
+        consumer.topics()  # forces a metadata refresh
+        stop.wait(0.2)

@@ -24,7 +24,7 @@ from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer
+from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
 from crr_worker.sources.base import Source
@@ -86,6 +86,7 @@ class Processor:
         ensure_topics(self.config)
         self.producer = make_producer(self.config)
         self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2)
+        wait_for_partitions(self.consumer, self.config.topic, self.stop)
         self.consumer.subscribe([self.config.topic], listener=_Rebalance(self))
         self.pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="copy-%s" % self.site.site)
         log(LOG, logging.INFO, "processor started", site=self.site.site, group=self.group_id)

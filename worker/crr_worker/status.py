@@ -14,7 +14,7 @@ from kafka import ConsumerRebalanceListener
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, EntryError, StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all
+from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
 from crr_worker.ledger import read_ledger
 from crr_worker.logs import log
 
@@ -34,6 +34,7 @@ class StatusProcessor:
         ensure_topics(self.config)
         producer = make_producer(self.config)
         consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
+        wait_for_partitions(consumer, self.config.status_topic, self.stop)
         consumer.subscribe([self.config.status_topic], listener=_Reload(self))
         log(LOG, logging.INFO, "status processor started", group=self.config.status_group_id)
         try:
@@ -83,7 +84,7 @@ def requeue(config: WorkerConfig, statuses: list[StatusEntry]) -> int:
     ensure_topics(config)
     producer = make_producer(config)
     try:
-        fresh = [StatusEntry(s.entry.for_sites((s.site,)), s.site, PENDING, replay_count=s.replay_count + 1)
+        fresh = [StatusEntry(s.entry.for_sites((s.site,)), s.site, PENDING)
                  for s in statuses]
         send_all(producer, config.topic, [s.entry.to_kafka() for s in fresh])
         send_all(producer, config.status_topic, [s.to_kafka() for s in fresh])
