@@ -72,6 +72,22 @@ def get_role(module, client, name):
     return role
 
 
+def predicted_role_arn(module, sts, path, name):
+    """The ARN a role about to be created will have (check mode), or None when the account is unknown.
+
+    Later tasks template it (crr_policy roles, replication Role), so check mode of a whole setup
+    on a fresh site must not hand them a null. Best effort: an endpoint without STS gives None.
+    """
+    try:
+        caller = sts.get_caller_identity()["Arn"]
+    except _AWS_ERRORS:
+        return None
+    parts = caller.split(":")
+    if len(parts) < 5 or not parts[4]:
+        return None
+    return "arn:%s:iam::%s:role%s%s" % (parts[1], parts[4], path, name)
+
+
 def normalize_role(role):
     """The module's return values for a GetRole/CreateRole result (None when there is no role)."""
     if not role:

@@ -84,7 +84,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 arn:
-  description: ARN of the role; null when absent or about to be created in check mode.
+  description:
+    - ARN of the role; null when absent.
+    - In check mode, for a role about to be created, the ARN it will have (from STS GetCallerIdentity),
+      or null when the endpoint has no STS.
   returned: always
   type: str
   sample: arn:aws:iam::111111111111:role/backbeat-replication
@@ -131,6 +134,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.iam import (  # noqa:
     get_role,
     inline_policy_names,
     normalize_role,
+    predicted_role_arn,
     role_entity,
 )
 from ansible_collections.backbeat.crr.plugins.module_utils.policy import (  # noqa: E402
@@ -167,7 +171,8 @@ def validate_params(params):
 def create_role(module, iam, check_mode, name, path, description, trust):
     """Create the role; returns the created role (a prediction in check mode)."""
     if check_mode:
-        return dict(RoleName=name, Path=path, Description=description, AssumeRolePolicyDocument=trust)
+        arn = predicted_role_arn(module, client(module, "sts"), path, name)
+        return dict(RoleName=name, Path=path, Description=description, AssumeRolePolicyDocument=trust, Arn=arn)
     kwargs = dict(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(trust))
     if description is not None:
         kwargs["Description"] = description

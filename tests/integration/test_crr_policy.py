@@ -83,6 +83,14 @@ def test_seed_setup_on_source_and_target_is_idempotent(sandbox):
     role, policy = _unique("bb-replication"), _unique("bb-replication")
     play = _seed_setup_play(sandbox, role, policy, "source-bucket", "target-bucket")
 
+    dry = run_playbook(play, check=True)
+    assert dry.rc == 0, dry.stdout + dry.stderr
+    assert dry.changed_tasks == ["source role", "source policy", "target role", "target policy"]
+    assert dry.result("target policy")["attached_roles"] == [role]  # the predicted role ARN was usable
+    for side in ("source", "target"):
+        endpoint = getattr(sandbox, side)
+        assert _policy_or_none(_iam(endpoint), _policy_arn(endpoint, policy)) is None
+
     first = run_playbook(play)
     assert first.rc == 0, first.stdout + first.stderr
     assert first.changed_tasks == ["source role", "source policy", "target role", "target policy"]

@@ -58,6 +58,7 @@ def test_create_is_idempotent_in_four_steps(sandbox):
 
     run, result = _run(sandbox.source, check=True, name=name)
     assert run.rc == 0 and result["changed"] is True
+    assert result["arn"] == "arn:aws:iam::111111111111:role/%s" % name  # predicted, for later tasks
     assert _role_or_none(iam, name) is None
 
     run, result = _run(sandbox.source, name=name)
