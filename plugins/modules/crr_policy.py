@@ -143,17 +143,17 @@ attached_roles:
   sample: [backbeat-replication]
 """
 
-import json  # noqa: E402
+import json
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.arn import is_role_arn  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.backbeat.crr.plugins.module_utils.arn import is_role_arn
+from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
     CONNECTION_MUTUALLY_EXCLUSIVE,
     CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.iam import (  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     MAX_POLICY_VERSIONS,
     call,
     find_policy,
@@ -164,7 +164,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.iam import (  # noqa:
     policy_versions,
     role_entity,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.policy import (  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.policy import (
     PolicyError,
     load_document,
     policies_differ,

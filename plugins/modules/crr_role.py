@@ -119,16 +119,16 @@ assume_role_policy_document:
            "Action": "sts:AssumeRole"}]}
 """
 
-import json  # noqa: E402
+import json
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
     CONNECTION_MUTUALLY_EXCLUSIVE,
     CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.iam import (  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     attached_policy_arns,
     call,
     get_role,
@@ -137,7 +137,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.iam import (  # noqa:
     predicted_role_arn,
     role_entity,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.policy import (  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.policy import (
     PolicyError,
     load_document,
     policies_differ,
