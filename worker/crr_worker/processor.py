@@ -33,6 +33,7 @@ from crr_worker.targets.base import Target
 LOG = logging.getLogger("crr_worker.processor")
 COMMIT_INTERVAL_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
+REVOKE_DRAIN_S = 30.0  # below the group session timeout: heartbeats pause meanwhile
 PUBLISH_TIMEOUT_S = 10.0
 
 
@@ -276,7 +277,12 @@ class Processor:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Before partitions move to another member, finish what is in flight and commit it."""
+    """Before partitions move to another member, let what is in flight finish (bounded), then let go.
+
+    Finishing first keeps two members from copying one version at once. Nothing is committed here
+    (kafka-python runs this on its IO thread, where commits cannot block); done-but-uncommitted records are
+    redone by the new owner and recognised on the target as already written.
+    """
 
     def __init__(self, processor: Processor):
         self.processor = processor
@@ -285,8 +291,7 @@ class _Rebalance(ConsumerRebalanceListener):
         processor = self.processor
         processor.holding = True
         try:
-            processor.drain(SHUTDOWN_GRACE_S * 10)
-            processor._commit([p for p in revoked if p in processor.progress])
+            processor.drain(REVOKE_DRAIN_S)
             processor.forget(revoked)
         finally:
             processor.holding = False

@@ -64,9 +64,9 @@ class Source(Protocol):
     def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
         """Every version of the bucket (or of exactly `key`), each key's versions oldest first."""
 
-    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
-                     etag: str | None = None) -> SourceObject:
-        """A stream of the version (or of bytes [start, end] of it); `etag` guards against a changed object."""
+    def open_version(self, bucket: str, key: str, version_id: str,
+                     byte_range: tuple[int, int] | None = None) -> SourceObject:
+        """A stream of the version (or of bytes [start, end] of it); a version id never changes content."""
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
         """The version's tags."""

@@ -82,11 +82,9 @@ class S3Source:
                 current.append(version)
         yield from _oldest_first(current)
 
-    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
-                     etag: str | None = None) -> SourceObject:
+    def open_version(self, bucket: str, key: str, version_id: str,
+                     byte_range: tuple[int, int] | None = None) -> SourceObject:
         extra = {"Range": "bytes=%d-%d" % byte_range} if byte_range else {}
-        if etag:
-            extra["IfMatch"] = etag
         reply = self.s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, **extra)
         headers = {name: reply[name] for name in CARRIED_HEADERS if reply.get(name)}
         return SourceObject(

@@ -176,8 +176,7 @@ class AwsS3Target:
         either = _AnyEvent(stop, abort)
         if either.is_set():
             raise Stopped()
-        opened = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=byte_range,
-                                     etag=entry.etag or None)
+        opened = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=byte_range)
         length = byte_range[1] - byte_range[0] + 1
         with self._spool(opened.body, length, either) as (spool, md5):
             reply = self.s3.upload_part(Bucket=bucket, Key=entry.key, UploadId=upload_id, PartNumber=number,
