@@ -172,15 +172,16 @@ class _Section:
         return value
 
     def number(self, name: str, default: float, minimum: float, maximum: float | None = None) -> float:
-        value = self.get(name, (int, float), default)
+        return self._bounded(name, self.get(name, (int, float), default), minimum, maximum)
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        return self._bounded(name, self.get(name, int, default), minimum, maximum)
+
+    def _bounded(self, name: str, value, minimum, maximum):
         if value < minimum or (maximum is not None and value > maximum):
             bounds = ">= %s" % minimum if maximum is None else "between %s and %s" % (minimum, maximum)
             raise ConfigError(self.key(name), "must be %s, got %s" % (bounds, value))
         return value
-
-    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-        value = self.get(name, int, default)
-        return int(self.number(name, value, minimum, maximum)) if name in self.data else int(value)
 
     def text(self, name: str, default: str | None = None, required: bool = False,
              choices: tuple[str, ...] | None = None) -> str | None:
@@ -193,6 +194,8 @@ class _Section:
 
 
 def _kind_name(kinds: tuple) -> str:
+    if set(kinds) == {int, float}:
+        return "a number"
     names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
              dict: "an object"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)

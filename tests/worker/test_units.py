@@ -1,0 +1,151 @@
+"""Unit specifications of the worker's pure parts: entries, status precedence, retries, rules, notifications."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from crr_worker.config import Backoff, RetryPolicy
+from crr_worker.entries import COMPLETED, FAILED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, is_retryable
+from crr_worker.rules import parse_replication
+from crr_worker.sources.s3 import _page_versions, parse_notification
+
+ENTRY = ReplicationEntry(bucket="src", key="a b/ü", version_id="v1", size=3, etag='"abc"', sites=("aws1",),
+                         destination="arn:aws:s3:::tgt", role="arn:aws:iam::1:role/r", storage_class="aws1",
+                         enqueued_at=1000)
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "PutObject")
+
+
+def test_replication_entry_has_backbeats_shape_and_round_trips():
+    key, value = ENTRY.to_kafka()
+    envelope = json.loads(value)
+    assert key == b"src/a b/\xc3\xbc"
+    assert envelope["type"] == "put" and envelope["bucket"] == "src" and envelope["key"] == "a b/ü\u0000v1"
+    info = json.loads(envelope["value"])["replicationInfo"]
+    assert info["status"] == PENDING and info["backends"] == [{"site": "aws1", "status": PENDING,
+                                                                "dataStoreVersionId": ""}]
+    assert info["destination"] == "arn:aws:s3:::tgt" and info["storageClass"] == "aws1"
+    assert ReplicationEntry.from_kafka(value) == ENTRY
+
+
+def test_status_entry_round_trips_with_site_and_target_version():
+    status = StatusEntry(ENTRY, "aws1", COMPLETED, target_version_id="t1", updated_at=5)
+    value = status.to_kafka()[1]
+    assert json.loads(value)["site"] == "aws1" and "replayCount" in json.loads(value)
+    assert StatusEntry.from_kafka(value) == status
+
+
+def test_an_outcome_is_not_overwritten_by_the_late_pending_of_the_same_generation():
+    done = StatusEntry(ENTRY, "aws1", COMPLETED, updated_at=10)
+    assert not StatusEntry(ENTRY, "aws1", PENDING, updated_at=20).supersedes(done)
+    assert done.supersedes(StatusEntry(ENTRY, "aws1", PENDING, updated_at=20))
+
+
+def test_a_retry_generation_supersedes_an_earlier_failure():
+    failed = StatusEntry(ENTRY, "aws1", FAILED, reason="x", updated_at=10)
+    retried = StatusEntry(ENTRY.for_sites(("aws1",)), "aws1", PENDING)
+    assert retried.supersedes(failed) and retried.entry.replay_count == 1
+
+
+POLICY = RetryPolicy(max_retries=3, timeout_s=60, backoff=Backoff(min_ms=1, max_ms=2, jitter=0.1, factor=2))
+
+
+@pytest.mark.parametrize("error", [client_error("SlowDown", 503), client_error("InternalError", 500),
+                                   client_error("RequestTimeout", 400), EndpointConnectionError(endpoint_url="x")])
+def test_throttling_5xx_and_connection_errors_are_retryable(error):
+    assert is_retryable(error)
+
+
+@pytest.mark.parametrize("error", [client_error("AccessDenied", 403), client_error("NoSuchBucket", 404),
+                                   client_error("InvalidAccessKeyId", 403)])
+def test_access_and_missing_bucket_errors_are_not_retryable(error):
+    assert not is_retryable(error)
+
+
+def test_retryable_error_is_retried_until_success():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise client_error("SlowDown", 503)
+        return "ok"
+
+    assert call_with_retries(flaky, POLICY, threading.Event(), random.Random(1)) == "ok" and len(calls) == 3
+
+
+def test_budget_spent_fails_with_the_last_reason():
+    def always():
+        raise client_error("SlowDown", 503)
+
+    with pytest.raises(ReplicationFailed) as failure:
+        call_with_retries(always, POLICY, threading.Event(), random.Random(1))
+    assert "SlowDown" in failure.value.reason and failure.value.tries == 3
+
+
+def test_non_retryable_error_fails_at_once():
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise client_error("AccessDenied", 403)
+
+    with pytest.raises(ReplicationFailed) as failure:
+        call_with_retries(denied, POLICY, threading.Event())
+    assert len(calls) == 1 and "AccessDenied" in failure.value.reason
+
+
+def test_stop_abandons_instead_of_failing():
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        call_with_retries(lambda: "never", POLICY, stop)
+
+
+def test_backoff_grows_by_factor_and_is_capped():
+    from crr_worker.retry import Backoff as Delays
+
+    delays = Delays(RetryPolicy(9, 900, Backoff(1000, 4000, 0.0, 2.0)), random.Random(0))
+    assert [delays.delay_s(n) for n in range(4)] == [1.0, 2.0, 4.0, 4.0]
+
+
+def test_rule_storage_class_names_sites_and_prefix_selects_keys():
+    replication = parse_replication("src", {"Role": "r", "Rules": [
+        {"ID": "logs", "Prefix": "logs/", "Status": "Enabled",
+         "Destination": {"Bucket": "arn:aws:s3:::t", "StorageClass": "aws1,aws2"}},
+        {"ID": "off", "Filter": {"Prefix": "tmp/"}, "Status": "Disabled", "Destination": {"Bucket": "x"}},
+    ]}, default_site="aws1")
+    assert replication.rule_for("logs/a").sites == ("aws1", "aws2")
+    assert replication.rule_for("tmp/a") is None and replication.rule_for("other") is None
+
+
+def test_rule_without_storage_class_goes_to_the_default_site():
+    replication = parse_replication("src", {"Rules": [{"Filter": {"Prefix": ""}, "Status": "Enabled",
+                                                       "Destination": {"Bucket": "arn:aws:s3:::t"}}]}, "aws1")
+    assert replication.rule_for("k").sites == ("aws1",)
+
+
+def test_notification_keys_are_url_decoded_and_test_events_ignored():
+    body = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": "b"}, "object": {"key": "a+b%2Bc%25%2F%C3%BC%2F%2Fx"}}}]})
+    (change,) = parse_notification(body)
+    assert (change.bucket, change.key) == ("b", "a b+c%/ü//x")
+    assert parse_notification(json.dumps({"Event": "s3:TestEvent"})) == []
+    assert parse_notification("not json") == []
+
+
+def test_listing_page_yields_markers_and_versions_of_a_key_newest_first():
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    page = {"Versions": [{"Key": "k", "VersionId": "v2", "LastModified": t, "IsLatest": False},
+                         {"Key": "k", "VersionId": "v1", "LastModified": t.replace(minute=0, second=0)}],
+            "DeleteMarkers": [{"Key": "k", "VersionId": "dm", "LastModified": t, "IsLatest": True}]}
+    assert [v.version_id for v in _page_versions("b", page)] == ["dm", "v2", "v1"]
