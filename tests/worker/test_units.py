@@ -15,7 +15,7 @@ from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, is_r
 from crr_worker.rules import parse_replication
 from crr_worker.sources.s3 import _page_versions, parse_notification
 
-ENTRY = ReplicationEntry(bucket="src", key="a b/ü", version_id="v1", size=3, etag='"abc"', sites=("aws1",),
+ENTRY = ReplicationEntry(bucket="src", key="a b/ü", version_id="v1", size=3, etag="abc", sites=("aws1",),
                          destination="arn:aws:s3:::tgt", role="arn:aws:iam::1:role/r", storage_class="aws1",
                          enqueued_at=1000)
 

@@ -126,7 +126,7 @@ class Populator:
         first = next((s for s in self.config.sites if s.site == sites[0]), None)
         return ReplicationEntry(
             bucket=version.bucket, key=version.key, version_id=version.version_id,
-            is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag,
+            is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),
             last_modified=version.last_modified, sites=sites, destination=rule.destination,
             role=replication.role, storage_class=rule.storage_class,
             storage_type=first.type if first else "aws_s3",
