@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.worker.harness import body_md5, start_pipeline, target_replicas
+from tests.worker.harness import body_md5, start_pipeline, target_replicas, wait_for
 
 pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
@@ -16,18 +16,22 @@ AWKWARD_KEYS = ["with space", "plus+sign", "per%cent", "unicodé/ключ/鍵", 
 
 def _write_all(pair) -> None:
     s3, bucket = pair.source, pair.source_bucket
-    puts = [("empty", b"", {}), ("one-mib", os.urandom(MIB), {}), ("seventy-mib", os.urandom(70 * MIB), {}),
+    puts = [("empty", b"", {}), ("one-mib", os.urandom(MIB), {}),
             ("meta", b"m", {"Metadata": {"owner": "alice"}, "Tagging": "team=blue"})]
     puts += [(key, key.encode(), {}) for key in AWKWARD_KEYS]
     puts += [("versioned", b"v%d" % i, {}) for i in range(3)]
     puts += [("doomed", b"soon deleted", {})]
-    small = 1000 - len(puts)
+    small = 1000 - len(puts) - 1
     for key, body, extra in puts:
         s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key="small/%04d" % i, Body=os.urandom(i % 2048)),
                       range(small)))
     s3.delete_object(Bucket=bucket, Key="doomed")
+    # Last, and once the rest is through: moto copies (and leaks) every object >= 5 MiB on each
+    # ListObjectVersions, and the populator lists a key per notification.
+    wait_for(lambda: len(pair.statuses()) >= 999, 300, 2.0, "the small objects to be queued")
+    s3.put_object(Bucket=bucket, Key="seventy-mib", Body=os.urandom(70 * MIB))
 
 
 def test_thousand_objects_are_replicated_with_replica_marks_versions_in_order_and_equal_bodies(pair_factory):

@@ -44,7 +44,8 @@ def test_target_outage_of_30_s_ends_completed_without_failures(pair):
 
 
 def test_processor_killed_mid_run_and_mid_multipart_loses_nothing_and_writes_nothing_twice(pair_factory):
-    pair = pair_factory(queue_processor={"mpuThreshold": 5 * MIB, "mpuPartSize": 5 * MIB, "partConcurrency": 2})
+    pair = pair_factory(queue_processor={"mpuThreshold": 5 * MIB, "mpuPartSize": 5 * MIB, "partConcurrency": 2},
+                        notifications=False)
     pair.source.put_object(Bucket=pair.source_bucket, Key="big", Body=os.urandom(30 * MIB))
     put_many(pair, 60)
     (processor,) = start_pipeline(pair)
@@ -103,3 +104,18 @@ def _replicated_count(proc) -> int:
 def _has_partitions(proc) -> bool:
     assigned = [r for r in log_records(proc) if r.get("message") == "partitions assigned"]
     return bool(assigned and assigned[-1]["partitions"])
+
+
+def test_sigterm_mid_multipart_exits_promptly_aborts_the_upload_and_a_restart_completes(pair_factory):
+    pair = pair_factory(queue_processor={"mpuThreshold": 5 * MIB, "mpuPartSize": 5 * MIB, "partConcurrency": 1},
+                        notifications=False)
+    pair.source.put_object(Bucket=pair.source_bucket, Key="big", Body=os.urandom(40 * MIB))
+    (processor,) = start_pipeline(pair)
+    wait_for(lambda: _multipart_started(pair), 60, 0.2, what="a multipart upload on the target")
+    processor.send_signal(signal.SIGTERM)
+    assert processor.wait(timeout=30) == 0
+    if not pair.statuses() or list(pair.statuses().values())[0].status == "PENDING":
+        assert not _multipart_started(pair), "an abandoned multipart upload was left open"
+    pair.workers.start("processor", "--site", SITE, name="processor-again")
+    pair.wait_all_done(120)
+    assert_each_version_once(pair)
