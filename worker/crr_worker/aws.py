@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 
 import boto3
 from botocore.config import Config
@@ -12,20 +13,22 @@ from crr_worker.config import ConfigError, Credentials
 
 def load_keys(credentials: Credentials, key: str) -> dict:
     """boto3 session arguments from a shared-credentials INI file; {} means the default chain (env, role)."""
-    if credentials.file is None:
+    if credentials.file is None and credentials.profile is None:
         return {}
+    path = credentials.file or os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+    profile = credentials.profile or "default"
     parser = configparser.ConfigParser()
-    parser.read(credentials.file)
-    if not parser.has_section(credentials.profile):
-        raise ConfigError(key + ".profile", "profile %r not in %s" % (credentials.profile, credentials.file))
-    section = parser[credentials.profile]
+    parser.read(path)
+    if not parser.has_section(profile):
+        raise ConfigError(key + ".profile", "profile %r not in %s" % (profile, path))
+    section = parser[profile]
     try:
         keys = {
             "aws_access_key_id": section["aws_access_key_id"],
             "aws_secret_access_key": section["aws_secret_access_key"],
         }
     except KeyError as exc:
-        raise ConfigError(key + ".file", "profile %r lacks %s" % (credentials.profile, exc.args[0])) from exc
+        raise ConfigError(key + ".file", "profile %r lacks %s" % (profile, exc.args[0])) from exc
     if section.get("aws_session_token"):
         keys["aws_session_token"] = section["aws_session_token"]
     return keys

@@ -30,10 +30,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where to read S3 keys: a shared-credentials INI file and profile, or the default boto3 chain."""
+    """Where to read S3 keys: a shared-credentials INI file and profile, or the default boto3 chain.
+
+    A profile without a file reads AWS_SHARED_CREDENTIALS_FILE (the role's units set it) or ~/.aws/credentials.
+    """
 
     file: str | None = None
-    profile: str = "default"
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,7 @@ def _credentials(section: _Section) -> Credentials:
     path = section.text("file")
     if path is not None:
         _check_credentials_file(path, section.key("file"))
-    return Credentials(file=path, profile=section.text("profile", "default"))
+    return Credentials(file=path, profile=section.text("profile"))
 
 
 def _check_credentials_file(path: str, key: str) -> None:
@@ -316,6 +319,28 @@ def _sites(section: _Section, retry: RetryPolicy, explicit: dict) -> tuple[SiteC
     return tuple(sites)
 
 
+def _site_endpoint(section: _Section) -> str | None:
+    """`endpoint` (a URL), or CloudServer's location names `awsEndpoint` (host[:port]) with `https`."""
+    if "endpoint" in section.data or "awsEndpoint" not in section.data:
+        return _endpoint(section)
+    host = section.text("awsEndpoint")
+    if host.startswith(("http://", "https://")):
+        return host
+    return "%s://%s" % ("https" if section.get("https", bool, True) else "http", host)
+
+
+def _site_credentials(section: _Section) -> Credentials:
+    """`credentials: {file, profile}`, or `credentialsProfile` (what crr_endpoint writes) read from the
+    service's credentials file. Keys written inline in the config are refused: the config is group-readable."""
+    given = section.data.get("credentials")
+    if isinstance(given, dict) and ("accessKey" in given or "secretKey" in given):
+        raise ConfigError(section.key("credentials"), "keys inline in the config are not read (the file is "
+                          "group-readable): put them in the 0600 credentials file and set credentialsProfile")
+    if "credentialsProfile" in section.data:
+        return Credentials(profile=section.text("credentialsProfile"))
+    return _credentials(section.section("credentials"))
+
+
 def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
     """A bootstrapList entry: `{"site", "servers"}` (scality) or `{"site", "type": "aws_s3", ...}`."""
     name = section.text("site", required=True)
@@ -333,10 +358,10 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         site=name,
         type=kind,
         retry=own_retry,
-        endpoint=_endpoint(section),
+        endpoint=_site_endpoint(section),
         region=section.text("region", "us-east-1"),
-        bucket=section.text("bucket"),
-        credentials=_credentials(section.section("credentials")),
+        bucket=section.text("bucket") or section.text("bucketName"),
+        credentials=_site_credentials(section),
         servers=tuple(str(s) for s in servers),
         default=section.get("default", bool, False),
         read_timeout_s=section.number("readTimeoutS", 30.0, 1.0),

@@ -1,0 +1,61 @@
+"""The worker reads the sites exactly as crr_endpoint (and the playbook's filter) writes them."""
+
+from __future__ import annotations
+
+import pytest
+from crr_worker.config import ConfigError, parse_config
+
+from ansible_collections.backbeat.crr.plugins.filter.worker_bootstrap_list import worker_bootstrap_list
+
+
+def _worker_config(sites):
+    return parse_config({
+        "kafka": {"hosts": "127.0.0.1:9092"},
+        "extensions": {"replication": {
+            "source": {"endpoint": "http://127.0.0.1:8000", "buckets": ["source-bucket"]},
+            "destination": {"bootstrapList": worker_bootstrap_list(sites)},
+        }},
+    })
+
+
+def test_aws_site_written_by_crr_endpoint_is_the_worker_target():
+    config = _worker_config([{"name": "awsbackend", "type": "aws_s3", "aws_endpoint": "127.0.0.1:9000",
+                              "https": False, "bucket": "replicas", "region": "eu-west-1",
+                              "credentials_profile": "aws_backend"}])
+    site = config.site("awsbackend")
+    assert site.type == "aws_s3"
+    assert site.endpoint == "http://127.0.0.1:9000"
+    assert site.bucket == "replicas"
+    assert site.region == "eu-west-1"
+    assert site.credentials.profile == "aws_backend" and site.credentials.file is None
+
+
+def test_aws_site_defaults_to_https():
+    config = _worker_config([{"name": "aws", "type": "aws_s3", "aws_endpoint": "s3.amazonaws.com",
+                              "bucket": "b", "credentials_profile": "p"}])
+    assert config.site("aws").endpoint == "https://s3.amazonaws.com"
+
+
+def test_scality_site_keeps_its_servers():
+    config = _worker_config([{"name": "zenko", "type": "scality", "servers": ["node2:8000"]}])
+    assert config.site("zenko").servers == ("node2:8000",)
+
+
+def test_inline_keys_are_refused_naming_the_key():
+    sites = [{"name": "aws", "type": "aws_s3", "aws_endpoint": "s3.amazonaws.com", "bucket": "b",
+              "access_key": "AKIA", "secret_key": "secret"}]
+    with pytest.raises(ConfigError, match=r"bootstrapList\[0\]\.credentials: .*credentialsProfile"):
+        _worker_config(sites)
+
+
+def test_profile_without_file_reads_the_services_credentials_file(tmp_path, monkeypatch):
+    from crr_worker.aws import load_keys
+    from crr_worker.config import Credentials
+
+    path = tmp_path / "credentials"
+    path.write_text("[aws_backend]\naws_access_key_id = AK\naws_secret_access_key = SK\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    keys = load_keys(Credentials(profile="aws_backend"), "bootstrapList[0].credentials")
+    assert keys == {"aws_access_key_id": "AK", "aws_secret_access_key": "SK"}
+    with pytest.raises(ConfigError, match="profile 'missing' not in"):
+        load_keys(Credentials(profile="missing"), "bootstrapList[0].credentials")
