@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from crr_worker.config import ConfigError, parse_config
-
 from ansible_collections.backbeat.crr.plugins.filter.worker_bootstrap_list import worker_bootstrap_list
+from crr_worker.config import ConfigError, parse_config
 
 
 def _worker_config(sites):
