@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                                 ("status-processor", _status_processor, "outcomes -> ledger")):
         commands.add_parser(name, help=helptext).set_defaults(run=run, config_file=None)
 
+    commands.add_parser("api", help="HTTP API: health, metrics, failed/retry, status, pause/resume").set_defaults(
+        run=_api, config_file=None)
+
     processor = commands.add_parser("processor", help="replicate entries to one site")
     processor.add_argument("--site", required=True)
     processor.set_defaults(run=_processor, config_file=None)
@@ -127,6 +130,13 @@ def _status_processor(config: WorkerConfig, args) -> int:
     return 0
 
 
+def _api(config: WorkerConfig, args) -> int:
+    from crr_worker.api import serve
+
+    serve(config, _stop_on_signals())
+    return 0
+
+
 def _source(config: WorkerConfig):
     if config.log_source != "s3":
         raise ConfigError("queuePopulator.logSource", "%r is not supported by this worker version; use 's3'"
@@ -163,10 +173,6 @@ def _retry(config: WorkerConfig, args) -> int:
     if not args.all and not args.bucket:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
-    chosen = [
-        s for s in failed(read_ledger(config), args.site, args.bucket)
-        if (args.key is None or s.entry.key == args.key)
-        and (args.version_id is None or s.entry.version_id == args.version_id)
-    ]
+    chosen = failed(read_ledger(config), args.site, args.bucket, args.key, args.version_id)
     print("re-queued %d version(s)" % requeue(config, chosen))
     return 0

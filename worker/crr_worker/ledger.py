@@ -79,11 +79,13 @@ def find(state: dict[bytes, StatusEntry], bucket: str, key: str, version_id: str
     return sorted(found, key=lambda s: (s.entry.enqueued_at, s.site))
 
 
-def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str | None = None) -> list[StatusEntry]:
-    """FAILED statuses, optionally of one site or one bucket, oldest first."""
+def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str | None = None,
+           key: str | None = None, version_id: str | None = None) -> list[StatusEntry]:
+    """FAILED statuses, optionally of one site, bucket, key or version, oldest first (the CLI's and API's list)."""
     found = [
         s for s in state.values()
         if s.status == FAILED and (site is None or s.site == site) and (bucket is None or s.entry.bucket == bucket)
+        and (key is None or s.entry.key == key) and (version_id is None or s.entry.version_id == version_id)
     ]
     return sorted(found, key=lambda s: (s.updated_at, s.entry.bucket, s.entry.key))
 

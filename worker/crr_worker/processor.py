@@ -23,6 +23,7 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
+from crr_worker.control import ControlWatch
 from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
@@ -35,6 +36,7 @@ COMMIT_INTERVAL_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
 REVOKE_DRAIN_S = 30.0  # below the group session timeout: heartbeats pause meanwhile
 PUBLISH_TIMEOUT_S = 10.0
+CONTROL_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -81,6 +83,8 @@ class Processor:
         self.consumer = None
         self.producer = None
         self.pool = None
+        self.control = ControlWatch(config)
+        self.paused = False  # by the operator (pause/resume API), for every processor of the site
 
     def run(self) -> None:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
@@ -88,12 +92,17 @@ class Processor:
         self.producer = make_producer(self.config)
         self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2)
         wait_for_partitions(self.consumer, self.config.topic, self.stop)
+        self.control.load(self.stop)  # a site paused before we started must not fetch anything
+        self._follow_control()
         self.consumer.subscribe([self.config.topic], listener=_Rebalance(self))
         self.pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="copy-%s" % self.site.site)
         log(LOG, logging.INFO, "processor started", site=self.site.site, group=self.group_id)
-        last_commit = time.monotonic()
+        last_commit = last_control = time.monotonic()
         try:
             while not self.stop.is_set():
+                if time.monotonic() - last_control >= CONTROL_INTERVAL_S:
+                    self._follow_control()
+                    last_control = time.monotonic()
                 self._collect_finished(block_s=0)
                 self._apply_backpressure()
                 for partition, messages in self.consumer.poll(timeout_ms=200).items():
@@ -158,12 +167,24 @@ class Processor:
     def _outstanding(self) -> int:
         return sum(len(p.outstanding) for p in self.progress.values())
 
+    def _follow_control(self) -> None:
+        """Take up the operator's pause or resume of this site, written by the API on the control topic."""
+        for change in self.control.refresh():
+            if change.site == self.site.site and change.paused != self.paused:
+                self.paused = change.paused
+                log(LOG, logging.INFO, "site paused" if self.paused else "site resumed", site=self.site.site)
+        if self.paused and self.consumer.assignment():
+            self.consumer.pause(*self.consumer.assignment())
+
     def _apply_backpressure(self) -> None:
-        """Stop fetching while too much is taken; memory stays bounded whatever the backlog."""
+        """Stop fetching while too much is taken or the site is paused; memory stays bounded whatever the backlog.
+
+        A pause stops fetching only: copies already taken (at most 4 x concurrency) still finish.
+        """
         assigned = self.consumer.assignment()
         if not assigned:
             return
-        if self._outstanding() >= self.max_outstanding:
+        if self.paused or self._outstanding() >= self.max_outstanding:
             self.consumer.pause(*assigned)
             self._collect_finished(block_s=0.2)
         elif self.consumer.paused():
@@ -273,6 +294,7 @@ class Processor:
             self.consumer.close(autocommit=False)
         if self.producer is not None:
             self.producer.close(timeout=5)
+        self.control.close()
         log(LOG, logging.INFO, "processor stopped", site=self.site.site, **self.counts)
 
 
@@ -298,5 +320,7 @@ class _Rebalance(ConsumerRebalanceListener):
         processor.restart_waiting()
 
     def on_partitions_assigned(self, assigned):
+        if self.processor.paused and assigned:
+            self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused site
         log(LOG, logging.INFO, "partitions assigned", site=self.processor.site.site,
             partitions=sorted(p.partition for p in assigned))

@@ -1,0 +1,129 @@
+"""Pause and resume per site: a compacted Kafka control topic that every processor of the site watches.
+
+Processors of one site may run on several hosts, so a pause cannot be a signal to a local process: the API
+writes the site's state (key = site name) to `<topic>-control`, a one-partition compacted topic, and every
+processor reads it from the start at launch and follows it afterwards. Compaction keeps one record per site,
+so a processor started while its site is paused starts paused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import now_ms
+from crr_worker.kafka_io import make_consumer, make_producer, send_all
+from crr_worker.logs import log
+
+LOG = logging.getLogger("crr_worker.control")
+CONTROL_SUFFIX = "-control"
+
+
+def control_topic(config: WorkerConfig) -> str:
+    """The control topic's name, derived from the replication topic so that pairs of topics never mix."""
+    return config.topic + CONTROL_SUFFIX
+
+
+@dataclass(frozen=True)
+class SiteControl:
+    """The operator's wish for one site: paused or not, and when it was said."""
+
+    site: str
+    paused: bool
+    updated_at: int
+
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        value = {"site": self.site, "paused": self.paused, "updatedAt": self.updated_at}
+        return self.site.encode("utf-8"), json.dumps(value).encode("utf-8")
+
+    @classmethod
+    def from_kafka(cls, value: bytes) -> SiteControl | None:
+        """The state in a control record; None for a record that is not one (it is then ignored)."""
+        try:
+            data = json.loads(value)
+            return cls(site=str(data["site"]), paused=bool(data["paused"]), updated_at=int(data.get("updatedAt", 0)))
+        except (TypeError, ValueError, KeyError) as exc:
+            log(LOG, logging.WARNING, "ignoring a control record", error=str(exc))
+            return None
+
+
+def ensure_control_topic(config: WorkerConfig) -> None:
+    """Create the compacted control topic when missing (one partition: a handful of records, read whole)."""
+    admin = KafkaAdminClient(bootstrap_servers=list(config.kafka.hosts), client_id="crr-worker-admin")
+    try:
+        name = control_topic(config)
+        if name in set(admin.list_topics()):
+            return
+        try:
+            admin.create_topics([NewTopic(name, 1, config.kafka.replication_factor,
+                                          topic_configs={"cleanup.policy": "compact"})])
+        except TopicAlreadyExistsError:
+            pass  # another component created it meanwhile
+    finally:
+        admin.close()
+
+
+def set_paused(config: WorkerConfig, site: str, paused: bool) -> SiteControl:
+    """Record the site's new state; returns once Kafka acknowledged it (processors follow within a second)."""
+    config.site(site)  # ConfigError for an unknown site
+    ensure_control_topic(config)
+    state = SiteControl(site, paused, now_ms())
+    producer = make_producer(config)
+    try:
+        send_all(producer, control_topic(config), [state.to_kafka()])
+    finally:
+        producer.close(timeout=5)
+    return state
+
+
+class ControlWatch:
+    """The latest state of every site, read from the control topic; used by one thread only (not thread-safe)."""
+
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.sites: dict[str, SiteControl] = {}
+        self.consumer = None
+
+    def load(self, stop: threading.Event, timeout_s: float = 60.0) -> None:
+        """Read the topic to its current end, so that a paused site is known before any work is fetched."""
+        ensure_control_topic(self.config)
+        self.consumer = make_consumer(self.config, None)
+        partition = TopicPartition(control_topic(self.config), 0)
+        self.consumer.assign([partition])
+        self.consumer.seek_to_beginning(partition)
+        end = self.consumer.end_offsets([partition])[partition]
+        deadline = time.monotonic() + timeout_s
+        while self.consumer.position(partition) < end:
+            if stop.is_set() or time.monotonic() > deadline:
+                raise RuntimeError("control topic %s not read to its end" % control_topic(self.config))
+            self.refresh(timeout_ms=200)
+
+    def refresh(self, timeout_ms: int = 0) -> list[SiteControl]:
+        """Apply records written since the last call; returns the states that changed."""
+        changed = []
+        for messages in self.consumer.poll(timeout_ms=timeout_ms).values():
+            for message in messages:
+                state = SiteControl.from_kafka(message.value) if message.value is not None else None
+                if state is None:
+                    continue
+                previous = self.sites.get(state.site)
+                self.sites[state.site] = state
+                if previous is None or previous.paused != state.paused:
+                    changed.append(state)
+        return changed
+
+    def paused(self, site: str) -> bool:
+        state = self.sites.get(site)
+        return bool(state and state.paused)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)

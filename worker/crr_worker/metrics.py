@@ -1,0 +1,191 @@
+"""What `/metrics` exposes, in Prometheus text format: outcomes and latencies read from the ledger, lag from Kafka.
+
+The processors run as separate processes, possibly on other hosts, so the API does not ask them: every outcome
+they produce ends up in the ledger topic, which the API follows. Counters therefore count ledger records seen
+since the API started, the ledger's history included (compaction may have shortened it, so read them with
+rate()/increase(), as any counter that can reset). Lag is asked from Kafka at scrape time: the committed
+offset of each site's consumer group against the end offset of each partition of the replication topic.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kafka import TopicPartition
+from kafka.admin import OffsetSpec
+
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import COMPLETED, FAILED, StatusEntry
+
+# Seconds: sub-second for notified objects up to an hour for a retried or backlogged one.
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@dataclass
+class Histogram:
+    """A Prometheus histogram: counts per upper bound (not cumulative until rendered), sum and count."""
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+    def render(self, name: str, labels: str) -> list[str]:
+        lines, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts):
+            running += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            lines.append('%s_bucket{%s,le="%s"} %d' % (name, labels, le, running))
+        lines.append("%s_sum{%s} %.3f" % (name, labels, self.total))
+        lines.append("%s_count{%s} %d" % (name, labels, self.count))
+        return lines
+
+
+@dataclass
+class SiteCounters:
+    completions: int = 0
+    failures: int = 0
+    bytes: int = 0
+    rpo: Histogram = field(default_factory=Histogram)
+    latency: Histogram = field(default_factory=Histogram)
+
+
+class ReplicationMetrics:
+    """Per-site counters fed with every ledger record the API reads; observe() and render() may run on any thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sites: dict[str, SiteCounters] = {}
+
+    def reset(self) -> None:
+        """Forget everything (the follower re-reads the ledger from its start)."""
+        with self.lock:
+            self.sites = {}
+
+    def observe(self, status: StatusEntry) -> None:
+        """Count one ledger record: a COMPLETED or FAILED write is one outcome (PENDING marks are not counted)."""
+        if status.status not in (COMPLETED, FAILED):
+            return
+        with self.lock:
+            counters = self.sites.setdefault(status.site, SiteCounters())
+            if status.status == FAILED:
+                counters.failures += 1
+                return
+            counters.completions += 1
+            if not status.entry.is_delete_marker:
+                counters.bytes += status.entry.size
+            rpo = rpo_s(status)
+            if rpo is not None:
+                counters.rpo.observe(rpo)
+            if status.entry.enqueued_at:
+                counters.latency.observe(max(0.0, (status.updated_at - status.entry.enqueued_at) / 1000.0))
+
+    def render(self) -> list[str]:
+        with self.lock:
+            sites = sorted(self.sites.items())
+            lines = _family("crr_completions_total", "counter", "versions replicated (COMPLETED ledger records)")
+            lines += ['crr_completions_total{site="%s"} %d' % (_label(s), c.completions) for s, c in sites]
+            lines += _family("crr_failures_total", "counter", "versions that ended FAILED (ledger records)")
+            lines += ['crr_failures_total{site="%s"} %d' % (_label(s), c.failures) for s, c in sites]
+            lines += _family("crr_replicated_bytes_total", "counter", "bytes of the versions replicated")
+            lines += ['crr_replicated_bytes_total{site="%s"} %d' % (_label(s), c.bytes) for s, c in sites]
+            lines += _family("crr_rpo_seconds", "histogram",
+                             "completion time minus source last-modified (1 s resolution of S3 Last-Modified)")
+            for site, counters in sites:
+                lines += counters.rpo.render("crr_rpo_seconds", 'site="%s"' % _label(site))
+            lines += _family("crr_latency_seconds", "histogram", "completion time minus time queued by the populator")
+            for site, counters in sites:
+                lines += counters.latency.render("crr_latency_seconds", 'site="%s"' % _label(site))
+        return lines
+
+
+def rpo_s(status: StatusEntry) -> float | None:
+    """Seconds from the version's source Last-Modified to its completion; None when the entry has no date."""
+    if not status.entry.last_modified:
+        return None
+    try:
+        modified = datetime.fromisoformat(status.entry.last_modified.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, status.updated_at / 1000.0 - modified.timestamp())
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition of the replication topic as seen by one site's consumer group."""
+
+    site: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+def read_lag(admin, config: WorkerConfig) -> list[PartitionLag]:
+    """Committed vs end offset of every partition, per site group; a group that never committed counts from the
+    partition's first offset. `admin` is a KafkaAdminClient; KafkaError propagates."""
+    topic = config.topic
+    described = admin.describe_topics([topic])[0]
+    partitions = [TopicPartition(topic, p["partition_index"]) for p in described.get("partitions", [])]
+    if not partitions:
+        return []
+    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+    starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in partitions})
+    found = []
+    for site in config.sites:
+        group = "%s-%s" % (config.queue_processor.group_id_prefix, site.site)
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+        for tp in sorted(partitions, key=lambda p: p.partition):
+            meta = committed.get(tp)
+            offset = meta.offset if meta is not None and meta.offset >= 0 else starts[tp].offset
+            found.append(PartitionLag(site.site, tp.partition, offset, ends[tp].offset))
+    return found
+
+
+def render_lag(lags: list[PartitionLag], available: bool) -> list[str]:
+    lines = _family("crr_lag_available", "gauge", "1 when the lag below could be read from Kafka")
+    lines.append("crr_lag_available %d" % int(available))
+    lines += _family("crr_backlog_messages", "gauge", "entries not yet committed by the site's consumer group")
+    lines += ['crr_backlog_messages{site="%s",partition="%d"} %d' % (_label(lag.site), lag.partition, lag.lag)
+              for lag in lags]
+    lines += _family("crr_committed_offset", "gauge", "offset committed by the site's consumer group")
+    lines += ['crr_committed_offset{site="%s",partition="%d"} %d' % (_label(lag.site), lag.partition, lag.committed)
+              for lag in lags]
+    lines += _family("crr_end_offset", "gauge", "end offset of the replication topic partition")
+    lines += ['crr_end_offset{site="%s",partition="%d"} %d' % (_label(lag.site), lag.partition, lag.end)
+              for lag in lags]
+    return lines
+
+
+def render_states(statuses: list[StatusEntry], paused: dict[str, bool], sites: list[str], ready: bool) -> list[str]:
+    """Gauges of the current ledger (versions per site and status) and of the sites' pause state."""
+    counts: dict[tuple[str, str], int] = {}
+    for status in statuses:
+        counts[(status.site, status.status)] = counts.get((status.site, status.status), 0) + 1
+    lines = _family("crr_versions", "gauge", "versions in the ledger by site and current status")
+    lines += ['crr_versions{site="%s",status="%s"} %d' % (_label(site), state, count)
+              for (site, state), count in sorted(counts.items())]
+    lines += _family("crr_site_paused", "gauge", "1 while the site's processors are paused")
+    lines += ['crr_site_paused{site="%s"} %d' % (_label(site), int(paused.get(site, False))) for site in sites]
+    lines += _family("crr_ledger_loaded", "gauge", "1 once the API has read the ledger to its end")
+    lines.append("crr_ledger_loaded %d" % int(ready))
+    return lines
+
+
+def _family(name: str, kind: str, helptext: str) -> list[str]:
+    return ["# HELP %s %s" % (name, helptext), "# TYPE %s %s" % (name, kind)]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
