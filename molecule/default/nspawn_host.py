@@ -4,6 +4,7 @@
     nspawn_host.py rootfs                   build the cached rootfs if missing; print its path
     nspawn_host.py start --dir DIR          boot a container on an overlay of the rootfs; print JSON
     nspawn_host.py stop --dir DIR           power it off, unmount, remove DIR
+    nspawn_host.py free-port                print a TCP port free on 127.0.0.1 (the container shares it)
 
 The rootfs is built once with debootstrap into a temporary directory next to the cache and renamed
 into place only when complete, so a half-built rootfs is never used. Every container gets its own
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -264,10 +266,15 @@ def _require(command: str, fix: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["rootfs", "start", "stop"])
+    parser.add_argument("command", choices=["rootfs", "start", "stop", "free-port"])
     parser.add_argument("--dir", help="the container's run directory (start, stop)")
     parser.add_argument("--name", default="crr-host", help="machine name / hostname (start)")
     args = parser.parse_args(argv)
+    if args.command == "free-port":
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            print(sock.getsockname()[1])
+        return 0
     if os.geteuid() != 0:
         print("nspawn_host: debootstrap, mount and systemd-nspawn need root", file=sys.stderr)
         return 2
