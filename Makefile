@@ -4,22 +4,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint unit pytest sanity sandbox-start sandbox-status sandbox-stop clean
+.PHONY: venv demo test lint unit pytest sanity molecule sandbox-start sandbox-status sandbox-stop clean
 
 venv: $(STAMP)
 
 $(STAMP): requirements-dev.txt worker/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e ./worker
+	# PyPI downloads of large wheels fail now and then here: try three times.
+	for try in 1 2 3; do $(BIN)/pip install --quiet -r requirements-dev.txt -e ./worker && break; \
+	  [ $$try -lt 3 ] || exit 1; sleep 5; done
 	touch $(STAMP)
 
 ## The main job on the embedded sandbox.
 demo: venv
 	scripts/demo.sh
 
-## Every check: linters, unit + integration tests, ansible-test sanity.
-test: lint pytest sanity
+## Every check: linters, unit + integration tests, ansible-test sanity, molecule.
+test: lint pytest sanity molecule
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,6 +35,10 @@ unit: venv
 
 sanity: venv
 	scripts/sanity.sh
+
+# A Debian host booted with systemd-nspawn (root; debootstrap + systemd-container installed).
+molecule: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test
 
 sandbox-start: venv
 	$(BIN)/python -m sandbox start

@@ -1,4 +1,4 @@
-"""python -m sandbox start|status|check|stop|env [--state-dir DIR]"""
+"""python -m sandbox start|status|check|run-worker FILE|stop|env [--state-dir DIR]"""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ from sandbox.state import SandboxState
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("command", choices=[*COMMANDS, "run-worker"])
+    parser.add_argument("commands_file", nargs="?", help="run-worker: the worker commands file (demo.yml writes it)")
     parser.add_argument("--state-dir", default=lifecycle.DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     try:
+        if args.command == "run-worker":
+            if not args.commands_file:
+                parser.error("run-worker needs the commands file")
+            print("running: %s" % ", ".join(lifecycle.run_workers(args.commands_file, args.state_dir)))
+            return 0
         return COMMANDS[args.command](args.state_dir)
     except SandboxError as exc:
         print("sandbox: %s" % exc, file=sys.stderr)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from sandbox import kafka, moto_server
-from sandbox.processes import SandboxError
+from sandbox.processes import SandboxError, spawn
 from sandbox.processes import stop as stop_process
 from sandbox.state import SandboxState
 
@@ -43,6 +44,8 @@ def status(state_dir: str = DEFAULT_STATE_DIR) -> dict[str, str]:
         report["kafka"] = _describe(state.kafka.process, state.kafka.bootstrap)
     for name, endpoint in state.endpoints.items():
         report[name] = _describe(endpoint.process, "%s account %s" % (endpoint.url, endpoint.account_id))
+    for name, process in state.workers.items():
+        report[name] = _describe(process, "crr-worker")
     return report
 
 
@@ -60,9 +63,29 @@ def stop(state_dir: str = DEFAULT_STATE_DIR) -> list[str]:
     return stopped
 
 
+def run_workers(commands_file: str, state_dir: str = DEFAULT_STATE_DIR) -> list[str]:
+    """(Re)start the worker components listed in commands_file as sandbox processes; returns their names.
+
+    The file is what examples/sandbox/demo.yml writes: {"environment": {...}, "commands": {name: argv}}.
+    """
+    state = SandboxState.load(state_dir)
+    if state is None or not _running(state):
+        raise SandboxError("no running sandbox in %s (run: python -m sandbox start)" % state_dir)
+    with open(commands_file) as src:
+        spec = json.load(src)
+    for process in state.workers.values():
+        stop_process(process)
+    state.workers = {}
+    for name, argv in sorted(spec["commands"].items()):
+        log = os.path.join(state_dir, "worker-%s.log" % name.replace("@", "-"))
+        state.workers[name] = spawn(argv, log, env=spec.get("environment"))
+        state.save()
+    return sorted(state.workers)
+
+
 def _running(state: SandboxState) -> bool:
-    procs = state.processes()
-    return len(procs) == 3 and all(p.is_alive() for _, p in procs)
+    services = state.services()
+    return len(services) == 3 and all(p.is_alive() for _, p in services)
 
 
 def _describe(process, address: str) -> str:
@@ -71,4 +94,4 @@ def _describe(process, address: str) -> str:
     return "not running (pid %d gone)" % process.pid
 
 
-__all__ = ["start", "status", "stop", "SandboxError", "DEFAULT_STATE_DIR"]
+__all__ = ["start", "status", "stop", "run_workers", "SandboxError", "DEFAULT_STATE_DIR"]

@@ -36,6 +36,8 @@ class SandboxState:
     state_dir: str
     kafka: KafkaBroker | None = None
     endpoints: dict[str, S3Endpoint] = field(default_factory=dict)
+    # Processes run on the sandbox's behalf (the demo's worker components), stopped with it.
+    workers: dict[str, ProcessRef] = field(default_factory=dict)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -49,9 +51,14 @@ class SandboxState:
     def target(self) -> S3Endpoint:
         return self.endpoints["target"]
 
-    def processes(self) -> list[tuple[str, ProcessRef]]:
+    def services(self) -> list[tuple[str, ProcessRef]]:
+        """Kafka and the moto servers."""
         found = [("kafka", self.kafka.process)] if self.kafka else []
         return found + [(name, ep.process) for name, ep in self.endpoints.items()]
+
+    def processes(self) -> list[tuple[str, ProcessRef]]:
+        """Every recorded process, workers first (they depend on the services)."""
+        return list(self.workers.items()) + self.services()
 
     def save(self) -> None:
         path = os.path.join(self.state_dir, STATE_FILE)
@@ -75,4 +82,5 @@ class SandboxState:
                 name: S3Endpoint(**{**ep, "process": ProcessRef.from_dict(ep["process"])})
                 for name, ep in data.get("endpoints", {}).items()
             },
+            workers={name: ProcessRef.from_dict(ref) for name, ref in data.get("workers", {}).items()},
         )
