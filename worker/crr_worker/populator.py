@@ -80,19 +80,45 @@ class Populator:
         return count
 
     def handle(self, changes: list[Change]) -> int:
-        """Enqueue the unknown versions of the keys named by `changes`; returns how many."""
-        count = 0
+        """Enqueue the unknown versions of the keys named by `changes`; returns how many.
+
+        The whole batch is published together (entries, one flush, PENDING marks, one flush) rather than key by
+        key; the caller checkpoints the feed only after this returns. Keys without an exact version are listed
+        together (source.list_keys_versions), once per key per batch.
+        """
+        to_list: dict[str, list[str]] = {}
+        exact: list[tuple[BucketReplication, VersionInfo]] = []
         seen = set()
         for change in changes:
             if (change.bucket, change.key) in seen:
                 continue
             seen.add((change.bucket, change.key))
             replication = self._replication(change.bucket)
-            if replication is None or replication.rule_for(change.key) is None:
+            rule = replication.rule_for(change.key) if replication is not None else None
+            if rule is None:
                 continue
-            versions = [change.version] if change.version else self.source.list_versions(change.bucket, change.key)
-            count += self._enqueue(replication, versions)
+            if change.version:
+                exact.append((replication, change.version))
+            elif change.version_id and all((site, change.bucket, change.key, change.version_id) in self.known
+                                           for site in rule.sites):
+                continue  # the listing that enqueued this version also enqueued every older one
+            else:
+                to_list.setdefault(change.bucket, []).append(change.key)
+        entries = [e for replication, version in exact if (e := self._entry(replication, version))]
+        for bucket, keys in to_list.items():
+            replication = self._replication(bucket)
+            for versions in self._list_keys(bucket, keys).values():
+                entries.extend(e for version in versions if (e := self._entry(replication, version)))
+        count = 0
+        for start in range(0, len(entries), FLUSH_EVERY):
+            count += self._publish(entries[start:start + FLUSH_EVERY])
         return count
+
+    def _list_keys(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
+        many = getattr(self.source, "list_keys_versions", None)
+        if many is not None:
+            return many(bucket, keys)
+        return {key: list(self.source.list_versions(bucket, key)) for key in keys}
 
     def _replication(self, bucket: str, fresh: bool = False) -> BucketReplication | None:
         cached = self.rules.get(bucket)

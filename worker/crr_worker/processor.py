@@ -7,6 +7,8 @@ outcome (COMPLETED or FAILED) is acknowledged by Kafka, and only as part of a co
 so a crash re-does work and never loses it; the target's idempotence check makes re-doing harmless.
 
 All bookkeeping lives on the thread that polls Kafka; worker threads only copy and report back through a queue.
+That thread publishes the outcomes of every copy finished since its last turn together (send all, flush once,
+check each), and only then counts them done and starts the next version of their keys.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ COMMIT_INTERVAL_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
 REVOKE_DRAIN_S = 30.0  # below the group session timeout: heartbeats pause meanwhile
 PUBLISH_TIMEOUT_S = 10.0
+PUBLISH_RETRY_S = 1.0
+BUSY_POLL_MS = 20  # poll timeout while copies are in flight, so that their outcomes are published promptly
 CONTROL_INTERVAL_S = 0.5
 
 
@@ -79,6 +83,8 @@ class Processor:
         self.holding = False  # during a rebalance: finish in-flight work, start nothing new
         self.running_keys: set = set()
         self.finished: queue.Queue = queue.Queue()
+        self.unpublished: list[tuple[_Record, StatusEntry]] = []  # finished, outcome not yet acknowledged
+        self.publish_after = 0.0
         self.counts = {"completed": 0, "failed": 0, "skipped": 0, "bytes": 0}
         self.consumer = None
         self.producer = None
@@ -104,8 +110,9 @@ class Processor:
                     self._follow_control()
                     last_control = time.monotonic()
                 self._collect_finished(block_s=0)
-                self._apply_backpressure()
-                for partition, messages in self.consumer.poll(timeout_ms=200).items():
+                blocked = self._apply_backpressure()
+                timeout_ms = 0 if blocked else BUSY_POLL_MS if self.in_flight else 200
+                for partition, messages in self.consumer.poll(timeout_ms=timeout_ms).items():
                     for message in messages:
                         self._accept(_Record(partition, message.offset, message.key or b"", message.value))
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
@@ -129,23 +136,73 @@ class Processor:
         future.add_done_callback(lambda f, r=record: self.finished.put((r, f)))
 
     def _collect_finished(self, block_s: float) -> None:
-        """Account for finished records: done offsets become committable, the key's next version starts."""
+        """Account for finished records: their outcomes are published (one flush for all), then done offsets
+        become committable and the key's next version starts."""
         try:
             record, future = self.finished.get(timeout=block_s) if block_s else self.finished.get_nowait()
         except queue.Empty:
+            self._publish_outcomes()
             return
         while True:
-            self.in_flight -= 1
-            self.running_keys.discard(record.key)
-            done = not future.cancelled() and future.exception() is None and future.result()
-            progress = self.progress.get(record.partition)
-            if done and progress is not None:
-                progress.outstanding.discard(record.offset)
-            self._start_next_of_key(record.key)
+            result = None if future.cancelled() or future.exception() is not None else future.result()
+            if isinstance(result, StatusEntry):
+                self.unpublished.append((record, result))
+            else:
+                self._release(record, done=bool(result))
             try:
                 record, future = self.finished.get_nowait()
             except queue.Empty:
-                return
+                break
+        self._publish_outcomes()
+
+    def _release(self, record: _Record, done: bool) -> None:
+        """The record is no longer in flight; done (committable) or abandoned (redone after a restart)."""
+        self.in_flight -= 1
+        self.running_keys.discard(record.key)
+        progress = self.progress.get(record.partition)
+        if done and progress is not None:
+            progress.outstanding.discard(record.offset)
+        self._start_next_of_key(record.key)
+
+    def _publish_outcomes(self) -> None:
+        """Send every unpublished outcome, wait once for Kafka, release the acknowledged ones.
+
+        What Kafka refused stays unpublished and is tried again after PUBLISH_RETRY_S; when stopping it is
+        abandoned instead (not committed, so redone after a restart and found on the target).
+        """
+        if not self.unpublished or time.monotonic() < self.publish_after:
+            return
+        batch, self.unpublished = self.unpublished, []
+        sent = []
+        for record, status in batch:
+            key, value = status.to_kafka()
+            try:
+                sent.append((record, status, self.producer.send(self.config.status_topic, key=key, value=value)))
+            except Exception as exc:  # noqa: BLE001 - Kafka errors vary; the outcome must not be lost
+                sent.append((record, status, exc))
+        try:
+            self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - unacknowledged sends are found below
+            log(LOG, logging.WARNING, "cannot flush outcomes yet", error=str(exc))
+        error = None
+        for record, status, future in sent:
+            try:
+                if isinstance(future, Exception):
+                    raise future
+                if not future.is_done:
+                    raise TimeoutError("not acknowledged within %.0f s" % PUBLISH_TIMEOUT_S)
+                future.get(timeout=0)
+            except Exception as exc:  # noqa: BLE001 - as above
+                error = exc
+                if self.stop.is_set():
+                    self._release(record, done=False)
+                else:
+                    self.unpublished.append((record, status))
+                continue
+            self._release(record, done=True)
+        if error is not None:
+            log(LOG, logging.WARNING, "cannot publish outcome yet", error=str(error))
+            self.publish_after = time.monotonic() + PUBLISH_RETRY_S
 
     def _start_next_of_key(self, key: bytes) -> None:
         if self.holding or self.stop.is_set() or key in self.running_keys:
@@ -176,22 +233,25 @@ class Processor:
         if self.paused and self.consumer.assignment():
             self.consumer.pause(*self.consumer.assignment())
 
-    def _apply_backpressure(self) -> None:
+    def _apply_backpressure(self) -> bool:
         """Stop fetching while too much is taken or the site is paused; memory stays bounded whatever the backlog.
 
-        A pause stops fetching only: copies already taken (at most 4 x concurrency) still finish.
+        A pause stops fetching only: copies already taken (at most 4 x concurrency) still finish. True when
+        fetching is stopped (this call then waited up to 0.2 s for copies to finish).
         """
         assigned = self.consumer.assignment()
         if not assigned:
-            return
+            return False
         if self.paused or self._outstanding() >= self.max_outstanding:
             self.consumer.pause(*assigned)
             self._collect_finished(block_s=0.2)
-        elif self.consumer.paused():
+            return True
+        if self.consumer.paused():
             self.consumer.resume(*assigned)
+        return False
 
-    def _process(self, record: _Record) -> bool:
-        """Replicate one record; True once its outcome is durable, False when abandoned (to be redone)."""
+    def _process(self, record: _Record) -> StatusEntry | bool:
+        """Replicate one record: its outcome to publish; True when there is none (done), False when abandoned."""
         try:
             entry = ReplicationEntry.from_kafka(record.value)
         except EntryError as exc:
@@ -204,7 +264,7 @@ class Processor:
             status = self._replicate(entry)
         except Stopped:
             return False
-        return self._publish(status)
+        return status
 
     def _replicate(self, entry: ReplicationEntry) -> StatusEntry:
         """The outcome of replicating `entry` within the site's retry budget."""
@@ -236,18 +296,6 @@ class Processor:
         log(LOG, logging.ERROR, "replication failed", site=self.site.site, bucket=entry.bucket, key=entry.key,
             version_id=entry.version_id, reason=reason)
         return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where))
-
-    def _publish(self, status: StatusEntry) -> bool:
-        """Send the outcome and wait for Kafka's acknowledgement; keeps trying unless stopping."""
-        key, value = status.to_kafka()
-        while True:
-            try:
-                self.producer.send(self.config.status_topic, key=key, value=value).get(timeout=PUBLISH_TIMEOUT_S)
-                return True
-            except Exception as exc:  # noqa: BLE001 - Kafka errors vary; the outcome must not be lost
-                log(LOG, logging.WARNING, "cannot publish outcome yet", error=str(exc))
-                if self.stop.wait(1.0):
-                    return False
 
     def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
         offsets = {}

@@ -25,11 +25,16 @@ class VersionInfo:
 
 @dataclass(frozen=True)
 class Change:
-    """Something changed under `bucket`/`key`; `version` is set when the feed says exactly which version."""
+    """Something changed under `bucket`/`key`; `version` is set when the feed says exactly which version.
+
+    `version_id` is a hint only (an S3 event's versionId): the key's versions are still listed, so that they are
+    enqueued in order whatever order the feed delivers; a hint already known lets the populator skip the listing.
+    """
 
     bucket: str
     key: str
     version: VersionInfo | None = None
+    version_id: str | None = None
 
 
 @dataclass
@@ -49,6 +54,7 @@ class SourceObject:
     etag: str
     headers: dict
     metadata: dict
+    tag_count: int | None = None  # None: unknown, ask version_tags(); 0: the version has no tags
 
 
 class Source(Protocol):
@@ -63,6 +69,9 @@ class Source(Protocol):
 
     def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
         """Every version of the bucket (or of exactly `key`), each key's versions oldest first."""
+
+    def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
+        """The versions of each of `keys` (oldest first), as list_versions(bucket, key) gives them."""
 
     def open_version(self, bucket: str, key: str, version_id: str,
                      byte_range: tuple[int, int] | None = None) -> SourceObject:

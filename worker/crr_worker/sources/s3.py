@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
@@ -20,6 +23,10 @@ LOG = logging.getLogger("crr_worker.sources.s3")
 CARRIED_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                    "Expires")
 SQS_MAX_BATCH = 10
+SQS_MAX_RECEIVES = 5  # messages handled together: up to 5 receives of 10, the later ones without waiting
+LIST_PAGE = 1000
+LIST_POOL = 8  # per-key listings of one batch run at most this many at once
+SHARED_LISTING_BACKOFF_S = 60.0  # after a shared listing overflowed one page, list per key for this long
 
 
 class S3Source:
@@ -31,6 +38,8 @@ class S3Source:
         keys = load_keys(config.credentials, "extensions.replication.source.credentials")
         self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
         self.sqs = None
+        self.list_pool: ThreadPoolExecutor | None = None
+        self.shared_listing_failed: dict[str, float] = {}
         if config.notification_queue_url:
             self.sqs = make_client("sqs", config.endpoint, config.region, keys, 2, config.read_timeout_s)
 
@@ -49,14 +58,24 @@ class S3Source:
         return parse_replication(bucket, document, self.default_site)
 
     def read_changes(self, stop: threading.Event, wait_s: float) -> ChangeBatch:
-        """Up to 10 SQS messages turned into changes; checkpoint() deletes them from the queue."""
+        """SQS messages turned into changes; checkpoint() deletes them from the queue.
+
+        The first receive waits up to `wait_s`; while receives come back full, up to SQS_MAX_RECEIVES are taken
+        without waiting, so that a backlog is handled in batches of up to 50 messages (one Kafka flush each).
+        """
         if self.sqs is None or stop.is_set():
             stop.wait(wait_s)
             return ChangeBatch([])
         url = self.config.notification_queue_url
-        reply = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=SQS_MAX_BATCH,
-                                         WaitTimeSeconds=max(0, min(20, int(wait_s))))
-        messages = reply.get("Messages", [])
+        messages: list[dict] = []
+        wait = max(0, min(20, int(wait_s)))
+        for _ in range(SQS_MAX_RECEIVES):
+            reply = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=SQS_MAX_BATCH, WaitTimeSeconds=wait)
+            received = reply.get("Messages", [])
+            messages.extend(received)
+            if len(received) < SQS_MAX_BATCH or stop.is_set():
+                break
+            wait = 0
         changes = [change for m in messages for change in parse_notification(m.get("Body", ""))]
 
         def checkpoint() -> None:
@@ -82,6 +101,36 @@ class S3Source:
                 current.append(version)
         yield from _oldest_first(current)
 
+    def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
+        """The versions of each of `keys`, oldest first: one listing of their common prefix when it fits in one
+        page, else one listing per key, LIST_POOL at a time."""
+        keys = list(dict.fromkeys(keys))
+        found = self._shared_listing(bucket, keys) if len(keys) > 1 else None
+        if found is not None:
+            return found
+        if len(keys) == 1:
+            return {keys[0]: list(self.list_versions(bucket, keys[0]))}
+        if self.list_pool is None:
+            self.list_pool = ThreadPoolExecutor(LIST_POOL, thread_name_prefix="list-versions")
+        lists = self.list_pool.map(lambda key: list(self.list_versions(bucket, key)), keys)
+        return dict(zip(keys, lists))
+
+    def _shared_listing(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]] | None:
+        """Versions of `keys` from one page listing their common prefix; None when that prefix holds more."""
+        if time.monotonic() - self.shared_listing_failed.get(bucket, -SHARED_LISTING_BACKOFF_S) \
+                < SHARED_LISTING_BACKOFF_S:
+            return None
+        page = self.s3.list_object_versions(Bucket=bucket, Prefix=os.path.commonprefix(keys), MaxKeys=LIST_PAGE)
+        if page.get("IsTruncated"):
+            self.shared_listing_failed[bucket] = time.monotonic()
+            return None
+        wanted = set(keys)
+        newest_first: dict[str, list[VersionInfo]] = {key: [] for key in keys}
+        for version in _page_versions(bucket, page):
+            if version.key in wanted:
+                newest_first[version.key].append(version)
+        return {key: _oldest_first(versions) for key, versions in newest_first.items()}
+
     def open_version(self, bucket: str, key: str, version_id: str,
                      byte_range: tuple[int, int] | None = None) -> SourceObject:
         extra = {"Range": "bytes=%d-%d" % byte_range} if byte_range else {}
@@ -93,6 +142,8 @@ class S3Source:
             etag=reply.get("ETag", ""),
             headers=headers,
             metadata=dict(reply.get("Metadata") or {}),
+            # S3 sends x-amz-tagging-count only when the version has tags
+            tag_count=int(reply.get("TagCount") or 0),
         )
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
@@ -104,7 +155,8 @@ def parse_notification(body: str) -> list[Change]:
     """Changes named by one SQS message body: an S3 event (maybe wrapped by SNS); test events give none.
 
     Keys in S3 events are URL-encoded with '+' for spaces. The version id is kept as a hint only: the
-    populator lists the key's versions anyway so that versions are enqueued in order whatever SQS delivers.
+    populator lists the key's versions anyway so that versions are enqueued in order whatever SQS delivers,
+    unless the hinted version is already known (then that listing, or a later one, already enqueued it).
     """
     try:
         document = json.loads(body)
@@ -119,7 +171,8 @@ def parse_notification(body: str) -> list[Change]:
         bucket = s3.get("bucket", {}).get("name")
         raw_key = s3.get("object", {}).get("key")
         if bucket and raw_key is not None and str(record.get("eventName", "")).startswith("Object"):
-            changes.append(Change(bucket=bucket, key=unquote_plus(raw_key)))
+            version_id = s3.get("object", {}).get("versionId") or None
+            changes.append(Change(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id))
     return changes
 
 

@@ -124,7 +124,7 @@ class AwsS3Target:
     def _put_single(self, bucket: str, entry: ReplicationEntry, source: Source,
                     stop: threading.Event) -> ReplicaWritten:
         opened = source.open_version(entry.bucket, entry.key, entry.version_id)
-        tags = source.version_tags(entry.bucket, entry.key, entry.version_id)
+        tags = _tags(source, entry, opened)
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(
                 Bucket=bucket, Key=entry.key, Body=spool, ContentLength=opened.size, ContentMD5=md5,
@@ -137,7 +137,7 @@ class AwsS3Target:
         """Create, upload parts in parallel (bounded by the part pool), complete; abort on any error or stop."""
         head = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0))
         head.body.close()
-        tags = source.version_tags(entry.bucket, entry.key, entry.version_id)
+        tags = _tags(source, entry, head)
         upload = self.s3.create_multipart_upload(Bucket=bucket, Key=entry.key,
                                                  **self._write_arguments(entry, head, tags))
         upload_id = upload["UploadId"]
@@ -236,6 +236,13 @@ class _AnyEvent:
 
     def is_set(self) -> bool:
         return any(e.is_set() for e in self.events)
+
+
+def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:
+    """The version's tags; no request when the GET already said it has none."""
+    if opened.tag_count == 0:
+        return {}
+    return source.version_tags(entry.bucket, entry.key, entry.version_id)
 
 
 def _newer_versions(source: Source, entry: ReplicationEntry) -> set[str]:
