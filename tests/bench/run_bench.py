@@ -58,6 +58,7 @@ class Throughput:
     objects: int
     bytes: int
     seconds: float
+    first_completed_s: float | None = None  # worker only: from the populator's start to the first COMPLETED
 
     @property
     def objects_per_s(self) -> float:
@@ -152,7 +153,9 @@ def run_worker(pair, count: int, timeout_s: float) -> Throughput:
     done = wait_until(lambda: (found := completed(pair)) and len(found) >= count and found, timeout_s, 1.0,
                       "%d versions COMPLETED" % count)
     last = max(s.updated_at for s in done) / 1000.0
-    return Throughput(len(done), sum(s.entry.size for s in done), last - started_wall)
+    first = min(s.updated_at for s in done) / 1000.0
+    return Throughput(len(done), sum(s.entry.size for s in done), last - started_wall,
+                      round(first - started_wall, 2))
 
 
 def start_pipeline_without_populator(pair) -> list:

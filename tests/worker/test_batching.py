@@ -96,15 +96,18 @@ def test_an_event_whose_version_is_already_known_is_not_listed_again():
 
 
 class FakeS3:
-    def __init__(self, truncated: bool):
-        self.truncated = truncated
+    """Versions under prefixes; a listing holding more than `page` keys is truncated."""
+
+    def __init__(self, keys: list[str], page: int = 1000):
+        self.keys, self.page = keys, page
         self.calls: list[dict] = []
 
     def list_object_versions(self, **arguments):
         self.calls.append(arguments)
-        keys = ["p/1", "p/2", "p/3"] if "MaxKeys" in arguments else [arguments["Prefix"]]
-        return {"IsTruncated": self.truncated and "MaxKeys" in arguments, "Versions": [
-            {"Key": key, "VersionId": key + "-v", "IsLatest": True} for key in keys]}
+        keys = [k for k in self.keys if k.startswith(arguments.get("Prefix", ""))]
+        shared = "MaxKeys" in arguments
+        return {"IsTruncated": shared and len(keys) > self.page, "Versions": [
+            {"Key": key, "VersionId": key + "-v", "IsLatest": True} for key in keys[:self.page]]}
 
     def get_paginator(self, name):
         return SimpleNamespace(paginate=lambda **arguments: [self.list_object_versions(**arguments)])
@@ -112,26 +115,28 @@ class FakeS3:
 
 def make_source(s3) -> S3Source:
     source = S3Source.__new__(S3Source)
-    source.s3, source.list_pool, source.shared_listing_failed = s3, None, {}
+    source.s3, source.list_pool = s3, None
     return source
 
 
+def ids(found):
+    return {k: [v.version_id for v in vs] for k, vs in found.items()}
+
+
 def test_keys_of_a_batch_are_listed_with_one_request_when_their_common_prefix_fits_a_page():
-    s3 = FakeS3(truncated=False)
-    found = make_source(s3).list_keys_versions("src", ["p/1", "p/3"])
+    s3 = FakeS3(["p/1", "p/2", "p/3", "q"])
+    found = make_source(s3).list_keys_versions("src", ["p/3", "p/1"])
     assert [c.get("Prefix") for c in s3.calls] == ["p/"]
-    assert {k: [v.version_id for v in vs] for k, vs in found.items()} == {"p/1": ["p/1-v"], "p/3": ["p/3-v"]}
+    assert ids(found) == {"p/1": ["p/1-v"], "p/3": ["p/3-v"]}
 
 
-def test_a_common_prefix_holding_more_than_a_page_falls_back_to_one_listing_per_key():
-    s3 = FakeS3(truncated=True)
-    source = make_source(s3)
-    found = source.list_keys_versions("src", ["p/1", "p/3"])
-    assert {k: [v.version_id for v in vs] for k, vs in found.items()} == {"p/1": ["p/1-v"], "p/3": ["p/3-v"]}
-    assert sorted(c["Prefix"] for c in s3.calls if "MaxKeys" not in c) == ["p/1", "p/3"]
-    s3.calls.clear()
-    source.list_keys_versions("src", ["p/1", "p/2"])  # the shared listing is not tried again for a while
-    assert all("MaxKeys" not in c for c in s3.calls)
+def test_an_overflowing_common_prefix_is_split_by_its_next_character_then_listed_key_by_key():
+    s3 = FakeS3(["k/0%02d" % i for i in range(10)] + ["k/1%02d" % i for i in range(3)] + ["x"], page=5)
+    found = make_source(s3).list_keys_versions("src", ["k/003", "k/004", "k/100", "k/102", "x"])
+    assert ids(found) == {k: [k + "-v"] for k in ("k/003", "k/004", "k/100", "k/102", "x")}
+    shared = [c["Prefix"] for c in s3.calls if "MaxKeys" in c]
+    assert shared == ["", "k/", "k/00", "k/10"]  # "k/00" holds 10 > 5: its keys are listed one by one
+    assert sorted(c["Prefix"] for c in s3.calls if "MaxKeys" not in c) == ["k/003", "k/004", "x"]
 
 
 def make_processor(producer) -> Processor:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
@@ -26,7 +26,7 @@ SQS_MAX_BATCH = 10
 SQS_MAX_RECEIVES = 5  # messages handled together: up to 5 receives of 10, the later ones without waiting
 LIST_PAGE = 1000
 LIST_POOL = 8  # per-key listings of one batch run at most this many at once
-SHARED_LISTING_BACKOFF_S = 60.0  # after a shared listing overflowed one page, list per key for this long
+SHARED_LISTING_TRIES = 4  # shared listings (common prefix, one page) per batch before listing key by key
 
 
 class S3Source:
@@ -39,7 +39,6 @@ class S3Source:
         self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
-        self.shared_listing_failed: dict[str, float] = {}
         if config.notification_queue_url:
             self.sqs = make_client("sqs", config.endpoint, config.region, keys, 2, config.read_timeout_s)
 
@@ -102,34 +101,41 @@ class S3Source:
         yield from _oldest_first(current)
 
     def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
-        """The versions of each of `keys`, oldest first: one listing of their common prefix when it fits in one
-        page, else one listing per key, LIST_POOL at a time."""
-        keys = list(dict.fromkeys(keys))
-        found = self._shared_listing(bucket, keys) if len(keys) > 1 else None
-        if found is not None:
-            return found
-        if len(keys) == 1:
-            return {keys[0]: list(self.list_versions(bucket, keys[0]))}
-        if self.list_pool is None:
-            self.list_pool = ThreadPoolExecutor(LIST_POOL, thread_name_prefix="list-versions")
-        lists = self.list_pool.map(lambda key: list(self.list_versions(bucket, key)), keys)
-        return dict(zip(keys, lists))
+        """The versions of each of `keys`, oldest first.
 
-    def _shared_listing(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]] | None:
-        """Versions of `keys` from one page listing their common prefix; None when that prefix holds more."""
-        if time.monotonic() - self.shared_listing_failed.get(bucket, -SHARED_LISTING_BACKOFF_S) \
-                < SHARED_LISTING_BACKOFF_S:
-            return None
-        page = self.s3.list_object_versions(Bucket=bucket, Prefix=os.path.commonprefix(keys), MaxKeys=LIST_PAGE)
+        Keys are listed together where one page listing their common prefix holds all its versions: when that
+        page is truncated, the keys are split by the next character after the prefix and each group tried
+        alike, at most SHARED_LISTING_TRIES shared listings in all; what is left is listed key by key,
+        LIST_POOL at a time.
+        """
+        found: dict[str, list[VersionInfo]] = {}
+        alone: list[str] = []
+        self._shared_listing(bucket, sorted(set(keys)), found, alone, [SHARED_LISTING_TRIES])
+        if len(alone) == 1:
+            found[alone[0]] = list(self.list_versions(bucket, alone[0]))
+        elif alone:
+            if self.list_pool is None:
+                self.list_pool = ThreadPoolExecutor(LIST_POOL, thread_name_prefix="list-versions")
+            found.update(zip(alone, self.list_pool.map(lambda key: list(self.list_versions(bucket, key)), alone)))
+        return found
+
+    def _shared_listing(self, bucket: str, keys: list[str], found: dict, alone: list[str], tries: list[int]) -> None:
+        """Versions of sorted `keys` into `found` from one page listing their common prefix, else split."""
+        if len(keys) < 2 or tries[0] <= 0:
+            alone.extend(keys)
+            return
+        tries[0] -= 1
+        prefix = os.path.commonprefix(keys)
+        page = self.s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=LIST_PAGE)
         if page.get("IsTruncated"):
-            self.shared_listing_failed[bucket] = time.monotonic()
-            return None
-        wanted = set(keys)
+            for _, group in itertools.groupby(keys, key=lambda key: key[:len(prefix) + 1]):
+                self._shared_listing(bucket, list(group), found, alone, tries)
+            return
         newest_first: dict[str, list[VersionInfo]] = {key: [] for key in keys}
         for version in _page_versions(bucket, page):
-            if version.key in wanted:
+            if version.key in newest_first:
                 newest_first[version.key].append(version)
-        return {key: _oldest_first(versions) for key, versions in newest_first.items()}
+        found.update((key, _oldest_first(versions)) for key, versions in newest_first.items())
 
     def open_version(self, bucket: str, key: str, version_id: str,
                      byte_range: tuple[int, int] | None = None) -> SourceObject:
