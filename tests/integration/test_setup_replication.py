@@ -1,0 +1,73 @@
+"""playbooks/setup-replication.yml on the sandbox pair: check mode, a real run, a re-run, bad variables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import boto3
+import pytest
+from playbook import REPO, run_playbook
+
+PLAYBOOK = os.path.join(REPO, "playbooks", "setup-replication.yml")
+
+
+def _connection(endpoint):
+    return {"endpoint_url": endpoint.url, "iam_endpoint_url": endpoint.url, "region": endpoint.region,
+            "access_key": "testing", "secret_key": "testing"}
+
+
+@pytest.fixture
+def setup_vars(sandbox):
+    """Variables of one fresh aws_s3 pair (unique names: the sandbox is shared by the session)."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "crr_source": _connection(sandbox.source),
+        "crr_target": _connection(sandbox.target),
+        "crr_sites": [{"name": "moto-target", "type": "aws_s3", "aws_endpoint": "s3.example.com",
+                       "bucket": "tgt-" + suffix, "credentials_profile": "target"}],
+        "crr_pairs": [{"source_bucket": "src-" + suffix, "target_bucket": "tgt-" + suffix, "site": "moto-target"}],
+    }
+
+
+def _state(sandbox, setup_vars):
+    """What exists of the pair: buckets on each side, the role on the source."""
+    pair = setup_vars["crr_pairs"][0]
+    found = {}
+    for side, bucket in (("source", pair["source_bucket"]), ("target", pair["target_bucket"])):
+        endpoint = sandbox.endpoints[side]
+        s3 = boto3.client("s3", endpoint_url=endpoint.url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        found[side] = bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    iam = boto3.client("iam", endpoint_url=sandbox.source.url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    found["role"] = "backbeat-crr-" + pair["source_bucket"] in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    return found
+
+
+def test_check_mode_on_a_fresh_site_runs_through_and_changes_nothing(sandbox, setup_vars):
+    run = run_playbook(PLAYBOOK, setup_vars, check=True)
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Source bucket with versioning Enabled and its replication configuration" in run.changed_tasks
+    assert _state(sandbox, setup_vars) == {"source": False, "target": False, "role": False}
+
+
+def test_setup_validates_and_a_second_run_changes_nothing(sandbox, setup_vars):
+    first = run_playbook(PLAYBOOK, setup_vars)
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert _state(sandbox, setup_vars) == {"source": True, "target": True, "role": True}
+    rule = first.result("An Enabled rule replicates to the site")
+    assert not rule.get("failed")
+
+    second = run_playbook(PLAYBOOK, setup_vars)
+    assert second.rc == 0, second.stdout[-3000:]
+    assert second.changed_tasks == []
+
+
+def test_a_pair_naming_an_undeclared_site_fails_before_any_change(sandbox, setup_vars):
+    setup_vars["crr_pairs"][0]["site"] = "nowhere"
+    run = run_playbook(PLAYBOOK, setup_vars)
+    assert run.rc != 0
+    failed = run.result("Every pair names its buckets and a declared site")
+    assert "crr_pairs" in failed["msg"] and "declared: ['moto-target']" in failed["msg"]
+    assert _state(sandbox, setup_vars) == {"source": False, "target": False, "role": False}
