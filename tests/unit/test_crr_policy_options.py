@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import botocore.exceptions
 import pytest
-from playbook import collections_path
-
-sys.path.insert(0, collections_path(tempfile.mkdtemp(prefix="crr-unit-")))
-
-from ansible_collections.backbeat.crr.plugins.module_utils import connection, iam  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.policy import PolicyError  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.modules import crr_policy, crr_role  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils import connection, iam
+from ansible_collections.backbeat.crr.plugins.module_utils.policy import PolicyError
+from ansible_collections.backbeat.crr.plugins.modules import crr_policy, crr_role
 
 
 class Failed(Exception):

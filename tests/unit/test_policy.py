@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 
 import pytest
-from playbook import collections_path
-
-sys.path.insert(0, collections_path(tempfile.mkdtemp(prefix="crr-unit-")))
-
-from ansible_collections.backbeat.crr.plugins.module_utils.policy import (  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.policy import (
     PolicyError,
     load_document,
     normalize_policy,
