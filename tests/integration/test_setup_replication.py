@@ -71,3 +71,13 @@ def test_a_pair_naming_an_undeclared_site_fails_before_any_change(sandbox, setup
     failed = run.result("Every pair names its buckets and a declared site")
     assert "crr_pairs" in failed["msg"] and "declared: ['moto-target']" in failed["msg"]
     assert _state(sandbox, setup_vars) == {"source": False, "target": False, "role": False}
+
+
+def test_a_pair_can_name_its_role(sandbox, setup_vars):
+    role_name = "custom-" + setup_vars["crr_pairs"][0]["source_bucket"]
+    setup_vars["crr_pairs"][0]["role_name"] = role_name
+    run = run_playbook(PLAYBOOK, setup_vars)
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.result("Replication role on the source")["results"][0]["role_name"] == role_name
+    configured = run.result("Source bucket with versioning Enabled and its replication configuration")
+    assert configured["results"][0]["replication_configuration"]["role"].endswith(":role/" + role_name)
