@@ -76,13 +76,14 @@ def stop(ref: ProcessRef, timeout: float = 15.0) -> None:
             time.sleep(0.1)
 
 
-def wait_until(predicate, timeout: float, what: str, log_path: str | None = None) -> None:
-    """Poll predicate until true; on timeout raise naming what and the log to read."""
+def wait_until(predicate, timeout: float, what: str, log_path: str | None = None, interval: float = 0.2):
+    """predicate()'s first truthy value, polled; on timeout raise naming what and the log to read."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
+        found = predicate()
+        if found:
+            return found
+        time.sleep(interval)
     where = " (see %s)" % log_path if log_path else ""
     raise SandboxError("%s not ready after %.0f s%s" % (what, timeout, where))
 
