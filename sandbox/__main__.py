@@ -13,14 +13,16 @@ from sandbox.state import SandboxState
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    parser.add_argument("command", choices=[*COMMANDS, "run-worker"])
-    parser.add_argument("commands_file", nargs="?", help="run-worker: the worker commands file (demo.yml writes it)")
     parser.add_argument("--state-dir", default=lifecycle.DEFAULT_STATE_DIR)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        commands.add_parser(name).add_argument("--state-dir", default=argparse.SUPPRESS)
+    run_worker = commands.add_parser("run-worker", help="run the worker components of a commands file")
+    run_worker.add_argument("commands_file", help="the worker commands file (examples/sandbox/demo.yml writes it)")
+    run_worker.add_argument("--state-dir", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.command == "run-worker":
-            if not args.commands_file:
-                parser.error("run-worker needs the commands file")
             print("running: %s" % ", ".join(lifecycle.run_workers(args.commands_file, args.state_dir)))
             return 0
         return COMMANDS[args.command](args.state_dir)
