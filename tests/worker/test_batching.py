@@ -8,6 +8,7 @@ import json
 import threading
 from types import SimpleNamespace
 
+from crr_worker.config import parse_config
 from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry
 from crr_worker.populator import Populator
 from crr_worker.processor import Processor, _PartitionProgress, _Record
@@ -60,7 +61,14 @@ class FakeSource:
 
 
 def make_populator(source) -> Populator:
-    config = SimpleNamespace(topic="repl", status_topic="status", sites=[SimpleNamespace(site="aws1", type="aws_s3")])
+    config = parse_config({
+        "kafka": {"hosts": "127.0.0.1:9092"},
+        "extensions": {"replication": {
+            "topic": "repl", "replicationStatusTopic": "status",
+            "source": {"buckets": ["src"]},
+            "destination": {"bootstrapList": [{"site": "aws1", "type": "aws_s3"}]},
+        }},
+    })
     populator = Populator(config, source, threading.Event())
     populator.producer = FakeProducer()
     return populator

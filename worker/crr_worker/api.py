@@ -212,7 +212,7 @@ class Api:
         if chosen["site"]:
             self.config.site(chosen["site"])
         statuses = failed(self._ledger(), chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
-        count = requeue(self.config, statuses) if statuses else 0
+        count = requeue(self.config, statuses)
         log(LOG, logging.INFO, "re-queued failed versions", count=count, **{k: v for k, v in chosen.items() if v})
         return Reply(200, {"requeued": count})
 

@@ -96,6 +96,10 @@ class QueueProcessorConfig:
     spool_memory_bytes: int
     retry: RetryPolicy
 
+    def group_id(self, site: str) -> str:
+        """The consumer group of a site's processors (the API reads its lag under the same name)."""
+        return "%s-%s" % (self.group_id_prefix, site)
+
 
 @dataclass(frozen=True)
 class KafkaConfig:
@@ -125,12 +129,16 @@ class WorkerConfig:
     api: ApiConfig
     log_level: str
 
+    def find_site(self, name: str) -> SiteConfig | None:
+        """The site called `name`, or None when it is not in the bootstrapList."""
+        return next((site for site in self.sites if site.site == name), None)
+
     def site(self, name: str) -> SiteConfig:
         """The site called `name`; ConfigError when it is not in the bootstrapList."""
-        for site in self.sites:
-            if site.site == name:
-                return site
-        raise ConfigError("extensions.replication.destination.bootstrapList", "no site named %r" % name)
+        found = self.find_site(name)
+        if found is None:
+            raise ConfigError("extensions.replication.destination.bootstrapList", "no site named %r" % name)
+        return found
 
     def default_site(self) -> SiteConfig | None:
         """The site used when a rule names no storage class: the one marked default, or the only one."""

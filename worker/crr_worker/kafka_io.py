@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -10,8 +9,6 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from crr_worker.config import WorkerConfig
-
-LOG = logging.getLogger("crr_worker.kafka")
 
 
 def ensure_topics(config: WorkerConfig) -> None:

@@ -144,7 +144,7 @@ def read_lag(admin, config: WorkerConfig) -> list[PartitionLag]:
     starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in partitions})
     found = []
     for site in config.sites:
-        group = "%s-%s" % (config.queue_processor.group_id_prefix, site.site)
+        group = config.queue_processor.group_id(site.site)
         committed = admin.list_group_offsets({group: partitions}).get(group, {})
         for tp in sorted(partitions, key=lambda p: p.partition):
             meta = committed.get(tp)

@@ -107,18 +107,12 @@ class Populator:
         entries = [e for replication, version in exact if (e := self._entry(replication, version))]
         for bucket, keys in to_list.items():
             replication = self._replication(bucket)
-            for versions in self._list_keys(bucket, keys).values():
+            for versions in self.source.list_keys_versions(bucket, keys).values():
                 entries.extend(e for version in versions if (e := self._entry(replication, version)))
         count = 0
         for start in range(0, len(entries), FLUSH_EVERY):
             count += self._publish(entries[start:start + FLUSH_EVERY])
         return count
-
-    def _list_keys(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
-        many = getattr(self.source, "list_keys_versions", None)
-        if many is not None:
-            return many(bucket, keys)
-        return {key: list(self.source.list_versions(bucket, key)) for key in keys}
 
     def _replication(self, bucket: str, fresh: bool = False) -> BucketReplication | None:
         cached = self.rules.get(bucket)
@@ -149,7 +143,7 @@ class Populator:
         sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
         if not sites:
             return None
-        first = next((s for s in self.config.sites if s.site == sites[0]), None)
+        first = self.config.find_site(sites[0])
         return ReplicationEntry(
             bucket=version.bucket, key=version.key, version_id=version.version_id,
             is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),

@@ -75,7 +75,7 @@ class Processor:
         self.site = config.site(site)
         self.source, self.target, self.stop = source, target, stop
         self.settings = config.queue_processor
-        self.group_id = "%s-%s" % (self.settings.group_id_prefix, self.site.site)
+        self.group_id = self.settings.group_id(self.site.site)
         self.max_outstanding = self.settings.concurrency * 4
         self.progress: dict[TopicPartition, _PartitionProgress] = {}
         self.waiting: dict[bytes, deque] = {}  # key -> records queued behind the one in flight (never empty)
@@ -230,8 +230,7 @@ class Processor:
             if change.site == self.site.site and change.paused != self.paused:
                 self.paused = change.paused
                 log(LOG, logging.INFO, "site paused" if self.paused else "site resumed", site=self.site.site)
-        if self.paused and self.consumer.assignment():
-            self.consumer.pause(*self.consumer.assignment())
+        # The fetch pause itself is _apply_backpressure's, which runs before every poll.
 
     def _apply_backpressure(self) -> bool:
         """Stop fetching while too much is taken or the site is paused; memory stays bounded whatever the backlog.
@@ -297,9 +296,9 @@ class Processor:
             version_id=entry.version_id, reason=reason)
         return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where))
 
-    def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+    def _commit(self) -> None:
         offsets = {}
-        for partition in partitions or list(self.progress):
+        for partition in list(self.progress):
             progress = self.progress.get(partition)
             offset = progress.committable() if progress else None
             if offset is not None and offset != progress.committed:

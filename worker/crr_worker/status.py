@@ -61,11 +61,12 @@ class StatusProcessor:
         except EntryError as exc:
             log(LOG, logging.WARNING, "ignoring a status message", error=str(exc))
             return []
-        if not status.supersedes(self.state.get(status.ledger_key)):
+        key = status.ledger_key
+        if not status.supersedes(self.state.get(key)):
             return []
-        self.state[status.ledger_key] = status
+        self.state[key] = status
         self.written += 1
-        return [(status.ledger_key, status.to_kafka()[1])]
+        return [(key, status.to_kafka()[1])]
 
 
 class _Reload(ConsumerRebalanceListener):
@@ -81,6 +82,8 @@ class _Reload(ConsumerRebalanceListener):
 
 def requeue(config: WorkerConfig, statuses: list[StatusEntry]) -> int:
     """Publish FAILED versions again for their site, as a new generation, and mark them PENDING."""
+    if not statuses:
+        return 0
     ensure_topics(config)
     producer = make_producer(config)
     try:

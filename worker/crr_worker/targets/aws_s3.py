@@ -85,10 +85,10 @@ class AwsS3Target:
                 return version["VersionId"]
         return None
 
-    def _head(self, bucket: str, key: str, version_id: str | None = None) -> tuple[str | None, dict, bool]:
+    def _head(self, bucket: str, key: str) -> tuple[str | None, dict, bool]:
         """(version id, user metadata, is a delete marker) of the latest version; (None, {}, False) if none."""
         try:
-            head = self.s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+            head = self.s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
