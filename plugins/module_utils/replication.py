@@ -24,7 +24,6 @@ MAX_RULES = 1000
 MAX_RULE_ID = 255
 MAX_PREFIX = 1024
 SCHEMAS = ("cloudserver", "aws")
-SITE_TYPES = ("scality", "aws_s3")
 
 # Rule attributes this module manages; anything else found on a server rule is kept under "other" so that
 # a configuration carrying attributes the task does not describe is seen as different (and replaced).

@@ -169,11 +169,8 @@ def check_replication_endpoints(endpoints, label):
 
 def site_types(config, label="cloudserver_config"):
     """{site: 'scality' | '<type>'} of a CloudServer config, with '' for the default (or first) site."""
-    types = {}
-    for entry in replication_endpoints(config, label):
-        if isinstance(entry, dict) and entry.get("site"):
-            types[entry["site"]] = entry.get("type") or "scality"
     endpoints = [e for e in replication_endpoints(config, label) if isinstance(e, dict) and e.get("site")]
+    types = {entry["site"]: entry.get("type") or "scality" for entry in endpoints}
     default = next((e for e in endpoints if e.get("default")), endpoints[0] if endpoints else None)
     if default is not None:
         types[""] = types[default["site"]]

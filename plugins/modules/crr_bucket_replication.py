@@ -429,14 +429,10 @@ def main():
     else:
         changed, versioning, before, after = ensure_absent(module, s3, bucket)
 
-    result = dict(
-        changed=changed,
-        bucket=bucket,
-        versioning=versioning,
-        replication_configuration=replication.normalize(after),
-    )
+    normalized = replication.normalize(after)
+    result = dict(changed=changed, bucket=bucket, versioning=versioning, replication_configuration=normalized)
     if module._diff:
-        result["diff"] = {"before": replication.normalize(before) or {}, "after": replication.normalize(after) or {}}
+        result["diff"] = {"before": replication.normalize(before) or {}, "after": normalized or {}}
     module.exit_json(**result)
 
 
