@@ -286,9 +286,8 @@ class Processor:
         return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
 
     def _failed(self, entry: ReplicationEntry, reason: str) -> StatusEntry:
-        bucket = getattr(self.target, "bucket_for", lambda e: e.destination_bucket)
         try:
-            where = "target bucket %s on site %s" % (bucket(entry), self.site.site)
+            where = "target bucket %s on site %s" % (self.target.destination(entry), self.site.site)
         except ReplicationFailed:
             where = "site %s" % self.site.site
         self.counts["failed"] += 1

@@ -47,7 +47,7 @@ class AwsS3Target:
     def close(self) -> None:
         self.parts.shutdown(wait=True, cancel_futures=True)
 
-    def bucket_for(self, entry: ReplicationEntry) -> str:
+    def destination(self, entry: ReplicationEntry) -> str:
         """The site's configured bucket, else the rule's destination bucket."""
         bucket = self.site.bucket or entry.destination_bucket
         if not bucket:
@@ -55,7 +55,7 @@ class AwsS3Target:
         return bucket
 
     def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
-        bucket = self.bucket_for(entry)
+        bucket = self.destination(entry)
         if entry.is_delete_marker:
             return self._replicate_delete_marker(bucket, entry, source)
         existing = self.find_replica(bucket, entry.key, entry.version_id)

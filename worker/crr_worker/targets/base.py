@@ -24,5 +24,9 @@ class Target(Protocol):
         """Copy one source version to the target, once: raises on error (classified by crr_worker.retry)
         and crr_worker.retry.Stopped when `stop` is set mid-copy, leaving no partial object visible."""
 
+    def destination(self, entry: ReplicationEntry) -> str:
+        """The target bucket `entry` is written to, also named in its FAILED reason; raises
+        crr_worker.retry.ReplicationFailed when there is none."""
+
     def close(self) -> None:
         """Release threads and connections."""
