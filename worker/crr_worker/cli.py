@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 nothing found / failures listed, 2 invalid configuratio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -117,7 +118,7 @@ def _processor(config: WorkerConfig, args) -> int:
     stop = _stop_on_signals()
     target = AwsS3Target(site, config.queue_processor)
     try:
-        Processor(config, site.site, _source(config), target, stop).run()
+        Processor(config, site.site, _source(config, notifications=False), target, stop).run()
     finally:
         target.close()
     return 0
@@ -137,14 +138,16 @@ def _api(config: WorkerConfig, args) -> int:
     return 0
 
 
-def _source(config: WorkerConfig):
+def _source(config: WorkerConfig, notifications: bool = True):
+    """The configured source; `notifications=False` for components that only read versions (no SQS client)."""
     if config.log_source != "s3":
         raise ConfigError("queuePopulator.logSource", "%r is not supported by this worker version; use 's3'"
                           % config.log_source)
     from crr_worker.sources.s3 import S3Source
 
+    settings = config.source if notifications else dataclasses.replace(config.source, notification_queue_url=None)
     default = config.default_site()
-    return S3Source(config.source, default.site if default else None,
+    return S3Source(settings, default.site if default else None,
                     pool=config.queue_processor.concurrency + config.queue_processor.part_concurrency * 2)
 
 
