@@ -1,14 +1,21 @@
 # Copyright: backbeat.crr contributors
 # Apache License 2.0 (see LICENSE)
 
-"""Turn botocore failures into one message naming the call and the entity."""
+"""Turn botocore failures into one message naming the call and the entity.
+
+Service errors (ClientError) and endpoint problems (BotoCoreError: connection refused or
+closed, timeouts) both end the module with that message instead of a traceback.
+"""
 
 from __future__ import annotations
 
 try:
+    import botocore
     import botocore.exceptions
+
+    AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 except ImportError:
-    pass  # connection.require_boto3() reports the missing library
+    AWS_ERRORS = ()  # connection.require_boto3() reports the missing library
 
 
 def error_code(exc):
@@ -20,6 +27,21 @@ def error_code(exc):
 def is_not_found(exc, *codes):
     """True when exc is a ClientError with one of the given 'not found' codes."""
     return isinstance(exc, botocore.exceptions.ClientError) and error_code(exc) in codes
+
+
+def call(module, client, name, entity, *, none_for=(), **kwargs):
+    """client.<name>(**kwargs) for any boto3 client; on failure the module fails naming name and entity.
+
+    name is the boto3 method (get_role) or the API operation (HeadBucket), and the message says it
+    as given. A ClientError whose code is in none_for is an answer, not a failure: the call returns
+    None, which a success never does (boto3 answers every call with a dict).
+    """
+    try:
+        return getattr(client, botocore.xform_name(name))(**kwargs)
+    except AWS_ERRORS as exc:
+        if is_not_found(exc, *none_for):
+            return None
+        fail_aws(module, exc, name, entity)
 
 
 def fail_aws(module, exc, call, entity):

@@ -3,9 +3,10 @@
 
 """IAM calls shared by crr_role and crr_policy, and normalisers of their results.
 
-Every call goes through call() or paginate(): a botocore failure ends the module with
-one message naming the call and the entity. Throttling is already retried with jittered
-backoff by the client (connection.client, botocore standard retry mode).
+Every call goes through call() (errors.py; crr_role and crr_policy import it from here) or
+paginate(): a botocore failure ends the module with one message naming the call and the
+entity. Throttling is already retried with jittered backoff by the client (connection.client,
+botocore standard retry mode).
 """
 
 from __future__ import annotations
@@ -13,25 +14,10 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import fail_aws, is_not_found
-
-try:
-    import botocore.exceptions
-
-    _AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
-except ImportError:
-    _AWS_ERRORS = ()  # connection.require_boto3() reports the missing library
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, call, fail_aws
 
 # IAM keeps at most 5 versions of a managed policy.
 MAX_POLICY_VERSIONS = 5
-
-
-def call(module, client, method, entity, **kwargs):
-    """client.<method>(**kwargs); on failure the module fails naming method and entity."""
-    try:
-        return getattr(client, method)(**kwargs)
-    except _AWS_ERRORS as exc:
-        fail_aws(module, exc, method, entity)
 
 
 def paginate(module, client, method, key, entity, **kwargs):
@@ -40,7 +26,7 @@ def paginate(module, client, method, key, entity, **kwargs):
     try:
         for page in client.get_paginator(method).paginate(**kwargs):
             items.extend(page.get(key, []))
-    except _AWS_ERRORS as exc:
+    except AWS_ERRORS as exc:
         fail_aws(module, exc, method, entity)
     return items
 
@@ -62,12 +48,10 @@ def role_entity(name):
 
 def get_role(module, client, name):
     """The role as returned by GetRole (document decoded), or None when it does not exist."""
-    try:
-        role = client.get_role(RoleName=name)["Role"]
-    except _AWS_ERRORS as exc:
-        if is_not_found(exc, "NoSuchEntity"):
-            return None
-        fail_aws(module, exc, "get_role", role_entity(name))
+    answer = call(module, client, "get_role", role_entity(name), none_for=("NoSuchEntity",), RoleName=name)
+    if answer is None:
+        return None
+    role = answer["Role"]
     role["AssumeRolePolicyDocument"] = decode_document(role.get("AssumeRolePolicyDocument"))
     return role
 
@@ -80,7 +64,7 @@ def predicted_role_arn(module, sts, path, name):
     """
     try:
         caller = sts.get_caller_identity()["Arn"]
-    except _AWS_ERRORS:
+    except AWS_ERRORS:
         return None
     parts = caller.split(":")
     if len(parts) < 5 or not parts[4]:
@@ -167,6 +151,6 @@ def policy_entities(module, client, arn):
             entities["roles"] += [r["RoleName"] for r in page.get("PolicyRoles", [])]
             entities["users"] += [u["UserName"] for u in page.get("PolicyUsers", [])]
             entities["groups"] += [g["GroupName"] for g in page.get("PolicyGroups", [])]
-    except _AWS_ERRORS as exc:
+    except AWS_ERRORS as exc:
         fail_aws(module, exc, "list_entities_for_policy", policy_entity(arn))
     return {kind: sorted(set(names)) for kind, names in entities.items()}

@@ -214,14 +214,13 @@ from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import fail_aws, is_not_found  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import call  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.json_file import JsonFileError, load  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.site_config import SiteConfigError, site_types  # noqa: E402
 
-try:
-    import botocore.exceptions
-except ImportError:
-    pass  # connection.require_boto3() reports the missing library
+# Error codes S3 servers answer for a missing bucket or a bucket without replication configuration.
+BUCKET_NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
+REPLICATION_NOT_FOUND = ("ReplicationConfigurationNotFoundError", "NoSuchReplicationConfiguration")
 
 RULE_OPTIONS = dict(
     id=dict(type="str"),
@@ -296,13 +295,8 @@ def desired_configuration(module):
 
 
 def bucket_exists(module, s3, bucket):
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return True
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc, "404", "NoSuchBucket", "NotFound"):
-            return False
-        fail_aws(module, exc, "HeadBucket", bucket)
+    """True when HeadBucket answers; a not-found code makes call() return None instead."""
+    return call(module, s3, "HeadBucket", bucket, none_for=BUCKET_NOT_FOUND, Bucket=bucket) is not None
 
 
 def create_bucket(module, s3, bucket):
@@ -313,19 +307,12 @@ def create_bucket(module, s3, bucket):
     kwargs = {"Bucket": bucket}
     if location and location != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": location}
-    try:
-        s3.create_bucket(**kwargs)
-    except botocore.exceptions.ClientError as exc:
-        if not is_not_found(exc, "BucketAlreadyOwnedByYou"):
-            fail_aws(module, exc, "CreateBucket", bucket)
+    call(module, s3, "CreateBucket", bucket, none_for=("BucketAlreadyOwnedByYou",), **kwargs)
     return True
 
 
 def get_versioning(module, s3, bucket):
-    try:
-        return s3.get_bucket_versioning(Bucket=bucket).get("Status")
-    except botocore.exceptions.ClientError as exc:
-        fail_aws(module, exc, "GetBucketVersioning", bucket)
+    return call(module, s3, "GetBucketVersioning", bucket, Bucket=bucket).get("Status")
 
 
 def enable_versioning(module, s3, bucket, current):
@@ -334,10 +321,7 @@ def enable_versioning(module, s3, bucket, current):
         return False
     if module.check_mode:
         return True
-    try:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    except botocore.exceptions.ClientError as exc:
-        fail_aws(module, exc, "PutBucketVersioning", bucket)
+    call(module, s3, "PutBucketVersioning", bucket, Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     if get_versioning(module, s3, bucket) != "Enabled":
         module.fail_json(msg="bucket %s cannot be versioned: versioning is still not Enabled after "
                              "PutBucketVersioning; replication needs a versioned bucket" % bucket)
@@ -349,12 +333,8 @@ def enable_versioning(module, s3, bucket, current):
 
 def get_replication(module, s3, bucket):
     """The bucket's ReplicationConfiguration, or None when it has none."""
-    try:
-        return s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc, "ReplicationConfigurationNotFoundError", "NoSuchReplicationConfiguration"):
-            return None
-        fail_aws(module, exc, "GetBucketReplication", bucket)
+    answer = call(module, s3, "GetBucketReplication", bucket, none_for=REPLICATION_NOT_FOUND, Bucket=bucket)
+    return None if answer is None else answer["ReplicationConfiguration"]
 
 
 def put_replication(module, s3, bucket, desired, current):
@@ -363,10 +343,7 @@ def put_replication(module, s3, bucket, desired, current):
         return False
     if module.check_mode:
         return True
-    try:
-        s3.put_bucket_replication(Bucket=bucket, ReplicationConfiguration=desired)
-    except botocore.exceptions.ClientError as exc:
-        fail_aws(module, exc, "PutBucketReplication", bucket)
+    call(module, s3, "PutBucketReplication", bucket, Bucket=bucket, ReplicationConfiguration=desired)
     return True
 
 
@@ -376,10 +353,7 @@ def delete_replication(module, s3, bucket, current):
         return False
     if module.check_mode:
         return True
-    try:
-        s3.delete_bucket_replication(Bucket=bucket)
-    except botocore.exceptions.ClientError as exc:
-        fail_aws(module, exc, "DeleteBucketReplication", bucket)
+    call(module, s3, "DeleteBucketReplication", bucket, Bucket=bucket)
     return True
 
 

@@ -37,6 +37,7 @@ class StubS3:
         self.calls.append("head_bucket")
         if self.head_error:
             raise self.head_error
+        return {}  # boto3 answers every call with a dict
 
     def create_bucket(self, **kwargs):
         self.calls.append(("create_bucket", kwargs))
@@ -71,6 +72,20 @@ def test_bucket_of_another_account_is_an_error_naming_the_call():
     s3 = StubS3(head_error=client_error("403", "HeadBucket"))
     with pytest.raises(Failed, match="HeadBucket on b failed: 403"):
         module_under_test.bucket_exists(FakeModule(), s3, "b")
+
+
+def test_existing_and_missing_buckets():
+    assert module_under_test.bucket_exists(FakeModule(), StubS3(), "b") is True
+    missing = StubS3(head_error=client_error("404", "HeadBucket"))
+    assert module_under_test.bucket_exists(FakeModule(), missing, "b") is False
+
+
+def test_unreachable_endpoint_is_a_failure_naming_the_call_not_a_traceback():
+    down = botocore.exceptions.EndpointConnectionError(endpoint_url="http://cloudserver:8000/b")
+    with pytest.raises(Failed) as failed:
+        module_under_test.bucket_exists(FakeModule(), StubS3(head_error=down), "b")
+    expected = 'HeadBucket on b failed: Could not connect to the endpoint URL: "http://cloudserver:8000/b"'
+    assert str(failed.value) == expected
 
 
 def test_new_bucket_outside_us_east_1_gets_a_location_constraint():
