@@ -14,13 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka import TopicPartition
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import now_ms
-from crr_worker.kafka_io import make_consumer, make_producer, send_all
+from crr_worker.kafka_io import COMPACTED, create_missing_topics, make_consumer, make_producer, send_all
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.control")
@@ -57,18 +55,7 @@ class SiteControl:
 
 def ensure_control_topic(config: WorkerConfig) -> None:
     """Create the compacted control topic when missing (one partition: a handful of records, read whole)."""
-    admin = KafkaAdminClient(bootstrap_servers=list(config.kafka.hosts), client_id="crr-worker-admin")
-    try:
-        name = control_topic(config)
-        if name in set(admin.list_topics()):
-            return
-        try:
-            admin.create_topics([NewTopic(name, 1, config.kafka.replication_factor,
-                                          topic_configs={"cleanup.policy": "compact"})])
-        except TopicAlreadyExistsError:
-            pass  # another component created it meanwhile
-    finally:
-        admin.close()
+    create_missing_topics(config, {control_topic(config): (1, COMPACTED)})
 
 
 def set_paused(config: WorkerConfig, site: str, paused: bool) -> SiteControl:

@@ -10,21 +10,32 @@ from kafka.errors import TopicAlreadyExistsError
 
 from crr_worker.config import WorkerConfig
 
+COMPACTED = {"cleanup.policy": "compact"}
+
 
 def ensure_topics(config: WorkerConfig) -> None:
     """Create the replication, status and (compacted) ledger topics when missing; existing ones are left alone."""
-    wanted = {
-        config.topic: {},
-        config.status_topic: {},
-        config.ledger_topic: {"cleanup.policy": "compact"},
-    }
+    partitions = config.kafka.partitions
+    create_missing_topics(config, {
+        config.topic: (partitions, {}),
+        config.status_topic: (partitions, {}),
+        config.ledger_topic: (partitions, COMPACTED),
+    })
+
+
+def create_missing_topics(config: WorkerConfig, wanted: dict[str, tuple[int, dict[str, str]]]) -> None:
+    """Create each topic of `wanted` (name -> partitions, topic configs) that does not exist yet.
+
+    The worker's one way of creating topics: the broker's auto-creation would make them with its defaults
+    (not compacted), so components call this before they read or write a topic.
+    """
     admin = KafkaAdminClient(bootstrap_servers=list(config.kafka.hosts), client_id="crr-worker-admin")
     try:
         existing = set(admin.list_topics())
-        for name, configs in wanted.items():
+        for name, (partitions, configs) in wanted.items():
             if name in existing:
                 continue
-            topic = NewTopic(name, config.kafka.partitions, config.kafka.replication_factor, topic_configs=configs)
+            topic = NewTopic(name, partitions, config.kafka.replication_factor, topic_configs=configs)
             try:
                 admin.create_topics([topic])
             except TopicAlreadyExistsError:
