@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
+from ansible_collections.backbeat.crr.plugins.module_utils.arn import parse_arn
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, call, fail_aws
 
 # IAM keeps at most 5 versions of a managed policy.
@@ -66,10 +67,10 @@ def predicted_role_arn(module, sts, path, name):
         caller = sts.get_caller_identity()["Arn"]
     except AWS_ERRORS:
         return None
-    parts = caller.split(":")
-    if len(parts) < 5 or not parts[4]:
+    parts = parse_arn(caller)
+    if not parts or not parts["account_id"]:
         return None
-    return "arn:%s:iam::%s:role%s%s" % (parts[1], parts[4], path, name)
+    return "arn:%s:iam::%s:role%s%s" % (parts["partition"], parts["account_id"], path, name)
 
 
 def normalize_role(role):

@@ -202,6 +202,22 @@ def test_oldest_non_default_version_skips_the_default():
     assert iam.oldest_non_default_version(versions) == "v2"
 
 
+@pytest.mark.parametrize("caller, expected", [
+    ("arn:aws:sts::111111111111:assumed-role/admin/session", "arn:aws:iam::111111111111:role/backbeat/bb"),
+    ("arn:aws-cn:iam::222222222222:user/ops", "arn:aws-cn:iam::222222222222:role/backbeat/bb"),
+    ("arn:aws:iam:::user/ops", None),  # no account id: nothing to predict
+    ("not-an-arn", None),
+])
+def test_predicted_role_arn_takes_partition_and_account_of_the_caller(caller, expected):
+    sts = RecordingIAM(answers={"get_caller_identity": {"Arn": caller}})
+    assert iam.predicted_role_arn(FakeModule(), sts, "/backbeat/", "bb") == expected
+
+
+def test_predicted_role_arn_is_none_without_sts():
+    sts = RecordingIAM(errors={"get_caller_identity": client_error("InvalidAction", "GetCallerIdentity")})
+    assert iam.predicted_role_arn(FakeModule(), sts, "/", "bb") is None
+
+
 class FakePaginator:
     def __init__(self, pages):
         self.pages = pages
