@@ -151,31 +151,41 @@ def _source(config: WorkerConfig, notifications: bool = True):
                     pool=config.queue_processor.concurrency + config.queue_processor.part_concurrency * 2)
 
 
-def _status(config: WorkerConfig, args) -> int:
-    from crr_worker.ledger import find, read_ledger
+def _read_ledger(config: WorkerConfig) -> dict:
+    """The whole ledger, its topics ensured first: on a fresh cluster a command finds an empty ledger instead
+    of waiting for a topic that no component has created yet."""
+    from crr_worker.kafka_io import ensure_topics
+    from crr_worker.ledger import read_ledger
 
-    found = find(read_ledger(config), args.bucket, args.key, args.version_id, args.site)
+    ensure_topics(config)
+    return read_ledger(config)
+
+
+def _status(config: WorkerConfig, args) -> int:
+    from crr_worker.ledger import find
+
+    found = find(_read_ledger(config), args.bucket, args.key, args.version_id, args.site)
     for status in found:
         print(json.dumps(status.to_dict(), ensure_ascii=False))
     return 0 if found else 1
 
 
 def _failed(config: WorkerConfig, args) -> int:
-    from crr_worker.ledger import failed, read_ledger
+    from crr_worker.ledger import failed
 
-    found = failed(read_ledger(config), args.site, args.bucket)
+    found = failed(_read_ledger(config), args.site, args.bucket)
     for status in found:
         print(json.dumps(status.to_dict(), ensure_ascii=False))
     return 0
 
 
 def _retry(config: WorkerConfig, args) -> int:
-    from crr_worker.ledger import failed, read_ledger
+    from crr_worker.ledger import failed
     from crr_worker.status import requeue
 
     if not args.all and not args.bucket:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
-    chosen = failed(read_ledger(config), args.site, args.bucket, args.key, args.version_id)
+    chosen = failed(_read_ledger(config), args.site, args.bucket, args.key, args.version_id)
     print("re-queued %d version(s)" % requeue(config, chosen))
     return 0

@@ -14,7 +14,7 @@ from kafka import TopicPartition
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, EntryError, StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_consumer
+from crr_worker.kafka_io import make_consumer
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.ledger")
@@ -26,8 +26,10 @@ class LedgerUnavailable(Exception):
 
 def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
                 ) -> dict[bytes, StatusEntry]:
-    """Every status in the ledger, by ledger key, as of the moment the read started."""
-    ensure_topics(config)
+    """Every status in the ledger, by ledger key, as of the moment the read started.
+
+    Creates no topic (components create theirs at start): a missing ledger topic is waited for up to `timeout_s`.
+    """
     consumer = make_consumer(config, None)
     try:
         partitions = _partitions(consumer, config.ledger_topic, timeout_s)
