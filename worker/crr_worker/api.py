@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient
 
 from crr_worker.config import ConfigError, WorkerConfig
 from crr_worker.control import ControlWatch, set_paused
-from crr_worker.entries import EntryError, StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_consumer, wait_for_partitions
-from crr_worker.ledger import failed, find
+from crr_worker.entries import StatusEntry
+from crr_worker.kafka_io import ensure_topics
+from crr_worker.ledger import LedgerReader, apply_records, failed, find
 from crr_worker.logs import log
 from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_states
 from crr_worker.status import requeue
@@ -73,6 +73,11 @@ class LedgerFollower:
         with self.lock:
             return list(self.state.values())
 
+    def query(self, select, *arguments):
+        """select(ledger, *arguments) on the ledger as it is now, under the lock: no copy of it per request."""
+        with self.lock:
+            return select(self.state, *arguments)
+
     def paused_sites(self) -> dict[str, bool]:
         with self.lock:
             return dict(self.paused)
@@ -89,46 +94,28 @@ class LedgerFollower:
 
     def _follow(self) -> None:
         ensure_topics(self.config)
-        consumer = make_consumer(self.config, None)
+        reader = LedgerReader(self.config, self.stop)
         control = ControlWatch(self.config)
         try:
-            wait_for_partitions(consumer, self.config.ledger_topic, self.stop)
-            partitions = [TopicPartition(self.config.ledger_topic, p)
-                          for p in sorted(consumer.partitions_for_topic(self.config.ledger_topic))]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
             control.load(self.stop)
             with self.lock:
                 self.state = {}
             self.metrics.reset()
             while not self.stop.is_set():
-                for messages in consumer.poll(timeout_ms=500).values():
-                    self._apply(messages)
+                records = reader.poll()
+                with self.lock:
+                    stored = apply_records(self.state, records)
+                for status in stored:
+                    self.metrics.observe(status)
                 control.refresh()
                 with self.lock:
                     self.paused = {site: control.paused(site) for site in (s.site for s in self.config.sites)}
-                if not self.ready.is_set() and all(consumer.position(p) >= ends[p] for p in partitions):
+                if not self.ready.is_set() and reader.caught_up():
                     self.ready.set()
                     log(LOG, logging.INFO, "ledger loaded", versions=len(self.state))
         finally:
             control.close()
-            consumer.close(autocommit=False)
-
-    def _apply(self, messages) -> None:
-        for message in messages:
-            if message.value is None:
-                with self.lock:
-                    self.state.pop(message.key, None)  # tombstone
-                continue
-            try:
-                status = StatusEntry.from_kafka(message.value)
-            except EntryError as exc:
-                log(LOG, logging.WARNING, "ignoring a ledger record that is not a status", error=str(exc))
-                continue
-            with self.lock:
-                self.state[message.key] = status
-            self.metrics.observe(status)
+            reader.close()
 
 
 class Api:
@@ -197,7 +184,7 @@ class Api:
         return Reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
 
     def failed_list(self, query: dict) -> Reply:
-        found = failed(self._ledger(), query.get("site"), query.get("bucket"))
+        found = self._query(failed, query.get("site"), query.get("bucket"))
         return Reply(200, [s.to_dict() for s in found])
 
     def failed_retry(self, body: object) -> Reply:
@@ -211,13 +198,13 @@ class Api:
             return Reply(400, {"error": 'give {"all": true} or a bucket (with key and versionId to pick one)'})
         if chosen["site"]:
             self.config.site(chosen["site"])
-        statuses = failed(self._ledger(), chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
+        statuses = self._query(failed, chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
         count = requeue(self.config, statuses)
         log(LOG, logging.INFO, "re-queued failed versions", count=count, **{k: v for k, v in chosen.items() if v})
         return Reply(200, {"requeued": count})
 
     def object_status(self, bucket: str, key: str, query: dict) -> Reply:
-        found = find(self._ledger(), bucket, key, query.get("versionId"), query.get("site"))
+        found = self._query(find, bucket, key, query.get("versionId"), query.get("site"))
         if not found:
             return Reply(404, {"error": "no version of %s/%s known to the ledger" % (bucket, key)})
         return Reply(200, [s.to_dict() for s in found])
@@ -227,10 +214,11 @@ class Api:
         log(LOG, logging.INFO, "site paused" if paused else "site resumed", site=site)
         return Reply(200, {"site": state.site, "paused": state.paused, "updatedAt": state.updated_at})
 
-    def _ledger(self) -> dict[bytes, StatusEntry]:
+    def _query(self, select, *arguments):
+        """select(ledger, *arguments) on the follower's ledger; LedgerLoading until it is read to its end."""
         if not self.follower.ready.is_set():
             raise LedgerLoading()
-        return {s.ledger_key: s for s in self.follower.statuses()}
+        return self.follower.query(select, *arguments)
 
 
 class LedgerLoading(Exception):

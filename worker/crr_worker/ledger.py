@@ -30,44 +30,78 @@ def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeo
 
     Creates no topic (components create theirs at start): a missing ledger topic is waited for up to `timeout_s`.
     """
-    consumer = make_consumer(config, None)
+    reader = LedgerReader(config, stop, timeout_s)
     try:
-        partitions = _partitions(consumer, config.ledger_topic, timeout_s)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
         state: dict[bytes, StatusEntry] = {}
         deadline = time.monotonic() + timeout_s
-        while any(consumer.position(p) < ends[p] for p in partitions):
-            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+        while not reader.caught_up():
+            if _stopped(stop) or time.monotonic() > deadline:
                 raise LedgerUnavailable("ledger topic %s not read to its end" % config.ledger_topic)
-            for messages in consumer.poll(timeout_ms=500).values():
-                for message in messages:
-                    _apply(state, message.key, message.value)
+            apply_records(state, reader.poll())
         return state
     finally:
-        consumer.close(autocommit=False)
+        reader.close()
 
 
-def _partitions(consumer, topic: str, timeout_s: float) -> list[TopicPartition]:
+class LedgerReader:
+    """The ledger topic read from its start, knowing where it ended when the reader opened.
+
+    read_ledger reads it to that end; the API reads it to that end and then keeps following it.
+    """
+
+    def __init__(self, config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0):
+        self.consumer = make_consumer(config, None)
+        try:
+            self.partitions = _partitions(self.consumer, config.ledger_topic, stop, timeout_s)
+            self.consumer.assign(self.partitions)
+            self.consumer.seek_to_beginning(*self.partitions)
+            self.ends = self.consumer.end_offsets(self.partitions)
+        except BaseException:
+            self.close()
+            raise
+
+    def poll(self, timeout_ms: int = 500) -> list[tuple[bytes, bytes | None]]:
+        """The (key, value) records that arrive within `timeout_ms`, in partition order; value None = tombstone."""
+        return [(m.key, m.value) for messages in self.consumer.poll(timeout_ms=timeout_ms).values() for m in messages]
+
+    def caught_up(self) -> bool:
+        """True once every partition is read up to the end it had when the reader opened."""
+        return all(self.consumer.position(p) >= self.ends[p] for p in self.partitions)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def apply_records(state: dict[bytes, StatusEntry], records: list[tuple[bytes, bytes | None]]) -> list[StatusEntry]:
+    """Apply ledger records to `state` (a tombstone removes its key); returns the statuses stored, in order."""
+    stored = []
+    for key, value in records:
+        if value is None:
+            state.pop(key, None)
+            continue
+        try:
+            status = StatusEntry.from_kafka(value)
+        except EntryError as exc:
+            log(LOG, logging.WARNING, "ignoring a ledger record that is not a status", error=str(exc))
+            continue
+        state[key] = status
+        stored.append(status)
+    return stored
+
+
+def _partitions(consumer, topic: str, stop: threading.Event | None, timeout_s: float) -> list[TopicPartition]:
     deadline = time.monotonic() + timeout_s
     while True:
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
-        if time.monotonic() > deadline:
+        if _stopped(stop) or time.monotonic() > deadline:
             raise LedgerUnavailable("ledger topic %s has no partitions" % topic)
         time.sleep(0.2)
 
 
-def _apply(state: dict, key: bytes, value: bytes | None) -> None:
-    if value is None:
-        state.pop(key, None)  # tombstone
-        return
-    try:
-        state[key] = StatusEntry.from_kafka(value)
-    except EntryError as exc:
-        log(LOG, logging.WARNING, "ignoring a ledger record that is not a status", error=str(exc))
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 def find(state: dict[bytes, StatusEntry], bucket: str, key: str, version_id: str | None = None,
