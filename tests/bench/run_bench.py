@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sandbox import lifecycle  # noqa: E402
-from tests.worker.harness import SITE, log_records, make_pair, start_pipeline  # noqa: E402
+from tests.worker.harness import SITE, log_records, make_pair, start_pipeline, wait_for  # noqa: E402
 
 KIB, MIB = 1024, 1024 * 1024
 CONCURRENCY = 8  # the processor's default; the copy loop uses as many threads
@@ -59,6 +59,7 @@ class Throughput:
     bytes: int
     seconds: float
     first_completed_s: float | None = None  # worker only: from the populator's start to the first COMPLETED
+    cpu_s: dict | None = None  # CPU seconds per process meanwhile (CpuMeter)
 
     @property
     def objects_per_s(self) -> float:
@@ -82,6 +83,40 @@ class DiskGuard:
             raise RuntimeError("disk budget exceeded at %s: %.1f GiB used" % (where, used / 1024 / MIB))
 
 
+class CpuMeter:
+    """CPU seconds (user + system) each process of a run used between start() and stop(): where the 2 cores went.
+
+    Everything shares the same cores, so a side's throughput is bounded by the CPU its whole chain needs.
+    """
+
+    def __init__(self, processes: dict[str, int]):
+        self.processes = processes  # name -> pid
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: _cpu_seconds(pid) for name, pid in self.processes.items()}
+
+    def add(self, name: str, pid: int) -> None:
+        """A process started after start(): all its CPU counts."""
+        self.processes[name] = pid
+        self.before[name] = 0.0
+
+    def stop(self) -> dict[str, float]:
+        used = {name: round(_cpu_seconds(pid) - self.before[name], 1) for name, pid in self.processes.items()}
+        return dict(used, total=round(sum(used.values()), 1))
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sandbox_processes(state) -> dict[str, int]:
+    """The broker's and both moto servers' pids, plus this process (the copy loop's client, the ledger reader)."""
+    return dict({name: ref.pid for name, ref in state.services()}, benchmark=os.getpid())
+
+
 def say(message: str) -> None:
     print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
 
@@ -100,23 +135,52 @@ class Sandbox:
         lifecycle.stop(self.state_dir)
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float, what: str):
-    """predicate()'s first truthy value; RuntimeError naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.0f s waiting for %s" % (timeout_s, what))
-        time.sleep(interval_s)
+class LedgerTail:
+    """The pair's ledger, read incrementally: one consumer from the topic's start, each poll applies what is new.
+
+    Re-reading the whole ledger every second (as the tests may) costs the benchmark's own process and the broker
+    CPU that the worker needs on a 2-core machine: about 4 CPU-seconds per small phase, measured.
+    """
+
+    def __init__(self, pair):
+        from crr_worker.kafka_io import make_consumer
+
+        self.config = pair.load()
+        self.consumer = make_consumer(self.config, None)
+        self.statuses: dict = {}
+        self.assigned = False
+
+    def completed(self) -> list:
+        """The site's COMPLETED statuses read so far."""
+        from crr_worker.entries import StatusEntry
+        from kafka import TopicPartition
+
+        if not self.assigned:
+            found = self.consumer.partitions_for_topic(self.config.ledger_topic)
+            if not found:
+                return []
+            partitions = [TopicPartition(self.config.ledger_topic, p) for p in found]
+            self.consumer.assign(partitions)
+            self.consumer.seek_to_beginning(*partitions)
+            self.assigned = True
+        for messages in self.consumer.poll(timeout_ms=200).values():
+            for message in messages:
+                if message.value is not None:
+                    self.statuses[message.key] = StatusEntry.from_kafka(message.value)
+        return [s for s in self.statuses.values() if s.site == SITE and s.status == "COMPLETED"]
+
+    def wait_completed(self, count: int, timeout_s: float, what: str) -> list:
+        return wait_for(lambda: (found := self.completed()) and len(found) >= count and found, timeout_s, 0.5,
+                        what)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
 
 
-def completed(pair) -> list:
-    """The site's COMPLETED statuses in the pair's ledger."""
-    from crr_worker.ledger import read_ledger
-
-    return [s for s in read_ledger(pair.load()).values() if s.site == SITE and s.status == "COMPLETED"]
+def wait_joined(processor) -> None:
+    """Until the processor has partitions of the replication topic (its group is formed)."""
+    wait_for(lambda: any(r.get("message") == "partitions assigned" and r.get("partitions")
+                         for r in log_records(processor)), 60, 0.3, "the processor to join its group")
 
 
 def seed(pair, keys: list[str], body: bytes) -> None:
@@ -142,25 +206,26 @@ def copy_loop(pair, keys: list[str]) -> Throughput:
     return Throughput(len(copied), sum(copied), time.monotonic() - started)
 
 
-def run_worker(pair, count: int, timeout_s: float) -> Throughput:
+def run_worker(pair, count: int, timeout_s: float, meter: CpuMeter) -> Throughput:
     """Processor and status processor first (group joined), then the populator; timed from its start to the
     last COMPLETED in the ledger."""
-    (processor,) = start_pipeline_without_populator(pair)
-    wait_until(lambda: any(r.get("message") == "partitions assigned" and r.get("partitions")
-                           for r in log_records(processor)), 60, 0.3, "the processor to join its group")
-    started_wall = time.time()
-    pair.workers.start("populator")
-    done = wait_until(lambda: (found := completed(pair)) and len(found) >= count and found, timeout_s, 1.0,
-                      "%d versions COMPLETED" % count)
+    (processor,) = start_pipeline(pair, populator=False)
+    wait_joined(processor)
+    ledger = LedgerTail(pair)
+    for proc in pair.workers.running:
+        meter.processes[os.path.basename(proc.log_path).rsplit("-", 1)[0]] = proc.pid
+    try:
+        meter.start()
+        started_wall = time.time()
+        meter.add("populator", pair.workers.start("populator").pid)
+        done = ledger.wait_completed(count, timeout_s, "%d versions COMPLETED" % count)
+        cpu = meter.stop()
+    finally:
+        ledger.close()
     last = max(s.updated_at for s in done) / 1000.0
     first = min(s.updated_at for s in done) / 1000.0
     return Throughput(len(done), sum(s.entry.size for s in done), last - started_wall,
-                      round(first - started_wall, 2))
-
-
-def start_pipeline_without_populator(pair) -> list:
-    pair.workers.start("status-processor")
-    return [pair.workers.start("processor", "--site", SITE, name="processor")]
+                      round(first - started_wall, 2), cpu)
 
 
 def compare(state, workdir: Path, name: str, count: int, size: int, guard: DiskGuard, timeout_s: float,
@@ -173,11 +238,14 @@ def compare(state, workdir: Path, name: str, count: int, size: int, guard: DiskG
     seed(pair, keys, os.urandom(size))
     guard.check("%s seeded" % name)
     say("%s: copy loop" % name)
+    meter = CpuMeter(sandbox_processes(state))
+    meter.start()
     baseline = copy_loop(pair, keys)
+    baseline.cpu_s = meter.stop()
     guard.check("%s copy loop" % name)
     say("%s: worker" % name)
     try:
-        worker = run_worker(pair, count, timeout_s)
+        worker = run_worker(pair, count, timeout_s, CpuMeter(sandbox_processes(state)))
     finally:
         pair.workers.stop_all()
     guard.check("%s worker" % name)
@@ -193,9 +261,8 @@ def latency(state, workdir: Path, sizes: Sizes) -> dict:
     is written) - the moment the source PUT returned, both on this machine's clock."""
     pair = make_pair(state, _fresh_dir(workdir, "latency"), notifications=True, scan_interval_s=3600,
                      queue_processor={"concurrency": CONCURRENCY})
-    processors = start_pipeline(pair)
-    wait_until(lambda: any(r.get("message") == "partitions assigned" and r.get("partitions")
-                           for r in log_records(processors[0])), 60, 0.3, "the processor to join its group")
+    (processor,) = start_pipeline(pair)
+    wait_joined(processor)
     time.sleep(3)  # the populator's first (empty) scan
     count = int(sizes.rate_per_s * sizes.latency_s)
     say("latency: %d PUTs at %g/s" % (count, sizes.rate_per_s))
@@ -209,10 +276,11 @@ def latency(state, workdir: Path, sizes: Sizes) -> dict:
         version = pair.source.put_object(Bucket=pair.source_bucket, Key="lat/%05d" % index, Body=body)["VersionId"]
         put_at[version] = time.time()
     achieved = count / (time.monotonic() - start)
+    ledger = LedgerTail(pair)
     try:
-        done = wait_until(lambda: (found := completed(pair)) and len(found) >= count and found, 300, 1.0,
-                          "%d notified versions COMPLETED" % count)
+        done = ledger.wait_completed(count, 300, "%d notified versions COMPLETED" % count)
     finally:
+        ledger.close()
         pair.workers.stop_all()
     samples = sorted(s.updated_at / 1000.0 - put_at[s.entry.version_id] for s in done if s.entry.version_id in put_at)
     result = {"objects": count, "target_rate_per_s": sizes.rate_per_s, "achieved_rate_per_s": round(achieved, 1),
@@ -236,11 +304,13 @@ def peak_rss(state, workdir: Path, sizes: Sizes, guard: DiskGuard) -> dict:
     sampler = threading.Thread(target=_sample_rss, args=(processor.pid, peak, stop), daemon=True)
     sampler.start()
     started = time.monotonic()
+    ledger = LedgerTail(pair)
     try:
-        wait_until(lambda: completed(pair), 900, 1.0, "the big object COMPLETED")
+        ledger.wait_completed(1, 900, "the big object COMPLETED")
         hwm_kib = _status_kib(processor.pid, "VmHWM")
     finally:
         stop.set()
+        ledger.close()
         pair.workers.stop_all()
     guard.check("rss copied")
     result = {"object_mib": sizes.rss_size // MIB, "copy_s": round(time.monotonic() - started, 1),

@@ -258,9 +258,10 @@ def pair(pair_factory) -> ReplicationPair:
     return pair_factory()
 
 
-def start_pipeline(pair: ReplicationPair, processors: int = 1) -> list:
-    """Start status processor, processors and populator; returns the processor processes."""
+def start_pipeline(pair: ReplicationPair, processors: int = 1, populator: bool = True) -> list:
+    """Start status processor, processors and (unless told not to) populator; returns the processor processes."""
     pair.workers.start("status-processor")
     started = [pair.workers.start("processor", "--site", SITE, name="processor") for _ in range(processors)]
-    pair.workers.start("populator")
+    if populator:
+        pair.workers.start("populator")
     return started
