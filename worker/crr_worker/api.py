@@ -3,8 +3,9 @@
 Standard-library HTTP (a ThreadingHTTPServer bounded to MAX_HANDLERS requests at once): the API is low traffic and
 hosts need no web framework. The API's view of the ledger is kept by one follower thread that reads the
 compacted ledger topic from its start and then follows it, so a request never re-reads the whole topic.
-Retry and pause write to Kafka (replication/status topics, control topic); the processors, wherever they run,
-act on it. Binds 127.0.0.1 unless configured; with `api.token` every request needs `Authorization: Bearer`.
+Retry and pause write to Kafka (replication/status topics, control topic) through one producer kept for the
+API's lifetime; the processors, wherever they run, act on it. Binds 127.0.0.1 unless configured; with
+`api.token` every request needs `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 
 from crr_worker.config import ConfigError, WorkerConfig
-from crr_worker.control import ControlWatch, set_paused
+from crr_worker.control import ControlWatch, ensure_control_topic, set_paused
 from crr_worker.entries import StatusEntry
-from crr_worker.kafka_io import ensure_topics
+from crr_worker.kafka_io import ensure_topics, make_producer
 from crr_worker.ledger import LedgerReader, apply_records, failed, find
 from crr_worker.logs import log
 from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_states
@@ -52,11 +53,29 @@ class Reply:
         return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
 
 
-class LedgerFollower:
-    """The ledger and the sites' pause states as they are now, kept by one thread; readers get copies."""
+class ApiTopics:
+    """The pipeline and control topics, ensured once for the API's lifetime by whichever needs them first
+    (the follower before reading, a retry or pause before writing); after a failure the next one tries again."""
 
-    def __init__(self, config: WorkerConfig, metrics: ReplicationMetrics, stop: threading.Event):
-        self.config, self.metrics, self.stop = config, metrics, stop
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.lock = threading.Lock()
+        self.ensured = False
+
+    def ensure(self) -> None:
+        with self.lock:
+            if not self.ensured:
+                ensure_topics(self.config)
+                ensure_control_topic(self.config)
+                self.ensured = True
+
+
+class LedgerFollower:
+    """The ledger and the sites' pause states as they are now, kept by one thread; readers query under its lock."""
+
+    def __init__(self, config: WorkerConfig, topics: ApiTopics, metrics: ReplicationMetrics,
+                 stop: threading.Event):
+        self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
         self.lock = threading.Lock()
         self.state: dict[bytes, StatusEntry] = {}
         self.paused: dict[str, bool] = {}
@@ -93,7 +112,7 @@ class LedgerFollower:
                 self.stop.wait(FOLLOWER_RETRY_S)
 
     def _follow(self) -> None:
-        ensure_topics(self.config)
+        self.topics.ensure()
         reader = LedgerReader(self.config, self.stop)
         control = ControlWatch(self.config)
         try:
@@ -121,14 +140,30 @@ class LedgerFollower:
 class Api:
     """The routes' logic, independent of HTTP: each method takes parsed arguments and returns a Reply."""
 
-    def __init__(self, config: WorkerConfig, follower: LedgerFollower, metrics: ReplicationMetrics):
-        self.config, self.follower, self.metrics = config, follower, metrics
+    def __init__(self, config: WorkerConfig, topics: ApiTopics, follower: LedgerFollower,
+                 metrics: ReplicationMetrics):
+        self.config, self.topics, self.follower, self.metrics = config, topics, follower, metrics
         self.admin_lock = threading.Lock()  # one admin client, used by one request at a time
         self.admin = None
+        self.producer_lock = threading.Lock()
+        self.producer: KafkaProducer | None = None
 
     def close(self) -> None:
         with self.admin_lock:
             self._drop_admin()
+        with self.producer_lock:
+            if self.producer is not None:
+                self.producer.close(timeout=5)
+                self.producer = None
+
+    def _writer(self) -> KafkaProducer:
+        """The API's one producer for retries and pauses (thread-safe, so shared by requests), made on first
+        use once the topics it writes to are ensured."""
+        with self.producer_lock:
+            if self.producer is None:
+                self.topics.ensure()
+                self.producer = make_producer(self.config)
+            return self.producer
 
     def _with_admin(self, operation):
         """operation(admin) on the shared admin client; a failing client is dropped and rebuilt next time."""
@@ -199,7 +234,7 @@ class Api:
         if chosen["site"]:
             self.config.site(chosen["site"])
         statuses = self._query(failed, chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
-        count = requeue(self.config, statuses)
+        count = requeue(self.config, self._writer(), statuses)
         log(LOG, logging.INFO, "re-queued failed versions", count=count, **{k: v for k, v in chosen.items() if v})
         return Reply(200, {"requeued": count})
 
@@ -210,7 +245,7 @@ class Api:
         return Reply(200, [s.to_dict() for s in found])
 
     def pause(self, site: str, paused: bool) -> Reply:
-        state = set_paused(self.config, site, paused)
+        state = set_paused(self.config, self._writer(), site, paused)
         log(LOG, logging.INFO, "site paused" if paused else "site resumed", site=site)
         return Reply(200, {"site": state.site, "paused": state.paused, "updatedAt": state.updated_at})
 
@@ -340,10 +375,10 @@ class ApiServer(ThreadingHTTPServer):
 
 def serve(config: WorkerConfig, stop: threading.Event) -> None:
     """Serve until `stop` is set, then stop accepting, let running requests end, and stop following the ledger."""
-    metrics = ReplicationMetrics()
-    follower = LedgerFollower(config, metrics, stop)
+    metrics, topics = ReplicationMetrics(), ApiTopics(config)
+    follower = LedgerFollower(config, topics, metrics, stop)
     follower.start()
-    api = Api(config, follower, metrics)
+    api = Api(config, topics, follower, metrics)
     server = ApiServer((config.api.host, config.api.port), api)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="api-http")
     thread.start()

@@ -180,6 +180,7 @@ def _failed(config: WorkerConfig, args) -> int:
 
 
 def _retry(config: WorkerConfig, args) -> int:
+    from crr_worker.kafka_io import make_producer
     from crr_worker.ledger import failed
     from crr_worker.status import requeue
 
@@ -187,5 +188,9 @@ def _retry(config: WorkerConfig, args) -> int:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
     chosen = failed(_read_ledger(config), args.site, args.bucket, args.key, args.version_id)
-    print("re-queued %d version(s)" % requeue(config, chosen))
+    producer = make_producer(config)
+    try:
+        print("re-queued %d version(s)" % requeue(config, producer, chosen))
+    finally:
+        producer.close(timeout=5)
     return 0

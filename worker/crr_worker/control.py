@@ -14,11 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import now_ms
-from crr_worker.kafka_io import COMPACTED, create_missing_topics, make_consumer, make_producer, send_all
+from crr_worker.kafka_io import COMPACTED, create_missing_topics, make_consumer, send_all
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.control")
@@ -58,16 +58,14 @@ def ensure_control_topic(config: WorkerConfig) -> None:
     create_missing_topics(config, {control_topic(config): (1, COMPACTED)})
 
 
-def set_paused(config: WorkerConfig, site: str, paused: bool) -> SiteControl:
-    """Record the site's new state; returns once Kafka acknowledged it (processors follow within a second)."""
+def set_paused(config: WorkerConfig, producer: KafkaProducer, site: str, paused: bool) -> SiteControl:
+    """Record the site's new state; returns once Kafka acknowledged it (processors follow within a second).
+
+    The control topic must exist (ensure_control_topic): the broker would auto-create it uncompacted.
+    """
     config.site(site)  # ConfigError for an unknown site
-    ensure_control_topic(config)
     state = SiteControl(site, paused, now_ms())
-    producer = make_producer(config)
-    try:
-        send_all(producer, control_topic(config), [state.to_kafka()])
-    finally:
-        producer.close(timeout=5)
+    send_all(producer, control_topic(config), [state.to_kafka()])
     return state
 
 
@@ -80,8 +78,11 @@ class ControlWatch:
         self.consumer = None
 
     def load(self, stop: threading.Event, timeout_s: float = 60.0) -> None:
-        """Read the topic to its current end, so that a paused site is known before any work is fetched."""
-        ensure_control_topic(self.config)
+        """Read the topic to its current end, so that a paused site is known before any work is fetched.
+
+        The topic must exist: the component ensures it at start (ensure_control_topic), else the broker would
+        auto-create it uncompacted.
+        """
         self.consumer = make_consumer(self.config, None)
         partition = TopicPartition(control_topic(self.config), 0)
         self.consumer.assign([partition])

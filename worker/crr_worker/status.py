@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from kafka import ConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, KafkaProducer
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, EntryError, StatusEntry
@@ -80,17 +80,14 @@ class _Reload(ConsumerRebalanceListener):
         self.processor.reload()
 
 
-def requeue(config: WorkerConfig, statuses: list[StatusEntry]) -> int:
-    """Publish FAILED versions again for their site, as a new generation, and mark them PENDING."""
+def requeue(config: WorkerConfig, producer: KafkaProducer, statuses: list[StatusEntry]) -> int:
+    """Publish FAILED versions again for their site, as a new generation, and mark them PENDING.
+
+    The caller's producer, and topics the caller ensured: the API keeps both for its lifetime.
+    """
     if not statuses:
         return 0
-    ensure_topics(config)
-    producer = make_producer(config)
-    try:
-        fresh = [StatusEntry(s.entry.for_sites((s.site,)), s.site, PENDING)
-                 for s in statuses]
-        send_all(producer, config.topic, [s.entry.to_kafka() for s in fresh])
-        send_all(producer, config.status_topic, [s.to_kafka() for s in fresh])
-        return len(fresh)
-    finally:
-        producer.close(timeout=5)
+    fresh = [StatusEntry(s.entry.for_sites((s.site,)), s.site, PENDING) for s in statuses]
+    send_all(producer, config.topic, [s.entry.to_kafka() for s in fresh])
+    send_all(producer, config.status_topic, [s.to_kafka() for s in fresh])
+    return len(fresh)
