@@ -134,6 +134,42 @@ def test_rule_without_storage_class_goes_to_the_default_site():
     assert replication.rule_for("k").sites == ("aws1",)
 
 
+TAG_RULES = {"Role": "r", "Rules": [
+    {"ID": "gold", "Priority": 2, "Status": "Enabled", "Destination": {"Bucket": "t", "StorageClass": "aws2"},
+     "Filter": {"And": {"Prefix": "docs/", "Tags": [{"Key": "tier", "Value": "gold"}, {"Key": "keep", "Value": "1"}]}}},
+    {"ID": "tagged", "Priority": 1, "Status": "Enabled", "Destination": {"Bucket": "t", "StorageClass": "aws1"},
+     "Filter": {"Tag": {"Key": "replicate", "Value": "yes"}}},
+]}
+
+
+def test_tag_filtered_rules_apply_only_to_versions_carrying_all_their_tags():
+    replication = parse_replication("src", TAG_RULES, "aws1")
+    assert replication.rule_for("docs/a", lambda: {"tier": "gold", "keep": "1", "x": "y"}).rule_id == "gold"
+    assert replication.rule_for("docs/a", lambda: {"tier": "gold", "replicate": "yes"}).rule_id == "tagged"
+    assert replication.rule_for("other", lambda: {"tier": "gold", "keep": "1"}) is None
+    assert replication.rule_for("other", lambda: {"replicate": "no"}) is None
+    assert replication.rule_for("docs/a") is None  # no tags to read: a delete marker
+
+
+def test_tags_are_read_only_when_a_tag_filtered_rule_covers_the_key():
+    reads = []
+
+    def read_tags():
+        reads.append(1)
+        return {}
+
+    replication = parse_replication("src", {"Rules": [
+        {"ID": "tagged", "Status": "Enabled", "Destination": {"Bucket": "t"},
+         "Filter": {"And": {"Prefix": "docs/", "Tags": [{"Key": "a", "Value": "b"}]}}},
+        {"ID": "all", "Prefix": "", "Status": "Enabled", "Destination": {"Bucket": "t"}},
+    ]}, "aws1")
+    assert replication.rule_for("logs/x", read_tags).rule_id == "all"
+    assert reads == []
+    assert replication.rule_for("docs/x", read_tags).rule_id == "all"
+    assert reads == [1]
+    assert replication.sites_for("docs/x") == {"aws1"}
+
+
 def test_notification_keys_are_url_decoded_and_test_events_ignored():
     body = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
         "bucket": {"name": "b"}, "object": {"key": "a+b%2Bc%25%2F%C3%BC%2F%2Fx"}}}]})

@@ -43,6 +43,7 @@ class Populator:
         self.stop = stop
         self.rules: dict[str, _CachedRules] = {}
         self.known: set[tuple[str, str, str, str]] = set()
+        self.unmatched: set[tuple[str, str, str]] = set()  # versions no rule takes (tag filters)
         self.producer = None
         self.published = 0
 
@@ -94,13 +95,13 @@ class Populator:
                 continue
             seen.add((change.bucket, change.key))
             replication = self._replication(change.bucket)
-            rule = replication.rule_for(change.key) if replication is not None else None
-            if rule is None:
+            sites = replication.sites_for(change.key) if replication is not None else set()
+            if not sites:
                 continue
             if change.version:
                 exact.append((replication, change.version))
             elif change.version_id and all((site, change.bucket, change.key, change.version_id) in self.known
-                                           for site in rule.sites):
+                                           for site in sites):
                 continue  # the listing that enqueued this version also enqueued every older one
             else:
                 to_list.setdefault(change.bucket, []).append(change.key)
@@ -136,10 +137,20 @@ class Populator:
         return count + self._publish(entries)
 
     def _entry(self, replication: BucketReplication, version: VersionInfo) -> ReplicationEntry | None:
-        rule = replication.rule_for(version.key)
-        if rule is None:
-            return None
+        """The entry of a version not yet queued for every site of its rule; None when there is nothing to do.
+
+        Tags are read only for versions not known yet whose key a tag-filtered rule covers. A version that no
+        rule takes is remembered as such: like S3, the rules decide when the version is first seen.
+        """
         ids = (version.bucket, version.key, version.version_id)
+        possible = replication.sites_for(version.key)
+        if ids in self.unmatched or all((s, *ids) in self.known for s in possible):
+            return None
+        read_tags = None if version.is_delete_marker else lambda: self.source.version_tags(*ids)
+        rule = replication.rule_for(version.key, read_tags)
+        if rule is None:
+            self.unmatched.add(ids)
+            return None
         sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
         if not sites:
             return None

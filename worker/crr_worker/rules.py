@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+TagReader = Callable[[], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
 class ReplicationRule:
-    """One rule, V1 (`Prefix`) or V2 (`Filter`) normalised: what it matches and where it sends it."""
+    """One rule, V1 (`Prefix`) or V2 (`Filter`) normalised: what it matches and where it sends it.
+
+    `tags` are the (key, value) pairs a V2 filter requires (`Filter.Tag` or `Filter.And.Tags`): all must be on
+    the version for the rule to apply.
+    """
 
     rule_id: str
     prefix: str
@@ -16,9 +23,14 @@ class ReplicationRule:
     sites: tuple[str, ...]
     priority: int = 0
     storage_class: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, key: str) -> bool:
+    def may_match(self, key: str) -> bool:
+        """Enabled and the prefix matches: the rule applies unless its tags are missing from the version."""
         return self.enabled and key.startswith(self.prefix)
+
+    def tags_match(self, tags: Mapping[str, str]) -> bool:
+        return all(tags.get(name) == value for name, value in self.tags)
 
 
 @dataclass(frozen=True)
@@ -29,12 +41,24 @@ class BucketReplication:
     role: str
     rules: tuple[ReplicationRule, ...]
 
-    def rule_for(self, key: str) -> ReplicationRule | None:
-        """The enabled rule applying to `key`: the highest priority, then the longest prefix (V1 has no overlap)."""
-        candidates = [r for r in self.rules if r.matches(key)]
+    def rule_for(self, key: str, read_tags: TagReader | None = None) -> ReplicationRule | None:
+        """The enabled rule applying to a version of `key`: the highest priority, then the longest prefix (V1 has
+        no overlap).
+
+        The version's tags are read (`read_tags()`, one request) only when a rule that could apply filters on
+        tags; without a reader such rules never apply (a delete marker has no tags).
+        """
+        candidates = [r for r in self.rules if r.may_match(key)]
+        if any(r.tags for r in candidates):
+            tags = read_tags() if read_tags is not None else {}
+            candidates = [r for r in candidates if r.tags_match(tags)]
         if not candidates:
             return None
         return max(candidates, key=lambda r: (r.priority, len(r.prefix)))
+
+    def sites_for(self, key: str) -> set[str]:
+        """Every site a version of `key` may go to, whatever its tags."""
+        return {site for r in self.rules if r.may_match(key) for site in r.sites}
 
     @property
     def enabled(self) -> bool:
@@ -45,7 +69,7 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
     """The configuration returned by GetBucketReplication, with each rule's storage class read as site names.
 
     Backbeat reads the destination StorageClass as a comma-separated list of sites; an AWS rule without one
-    goes to the default site. Rules with tag filters are treated by their prefix only (tags are not read).
+    goes to the default site.
     """
     rules = []
     for index, raw in enumerate(document.get("Rules", [])):
@@ -62,6 +86,7 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
             sites=sites,
             priority=int(raw.get("Priority") or 0),
             storage_class=storage_class,
+            tags=_tags(raw),
         ))
     return BucketReplication(bucket=bucket, role=document.get("Role", ""), rules=tuple(rules))
 
@@ -73,3 +98,9 @@ def _prefix(raw: dict) -> str:
     if "Prefix" in rule_filter:
         return rule_filter["Prefix"] or ""
     return (rule_filter.get("And") or {}).get("Prefix", "") or ""
+
+
+def _tags(raw: dict) -> tuple[tuple[str, str], ...]:
+    rule_filter = raw.get("Filter") or {}
+    tags = [rule_filter["Tag"]] if "Tag" in rule_filter else (rule_filter.get("And") or {}).get("Tags", [])
+    return tuple((tag["Key"], tag["Value"]) for tag in tags)
