@@ -245,6 +245,7 @@ class Api:
         return Reply(200, [s.to_dict() for s in found])
 
     def pause(self, site: str, paused: bool) -> Reply:
+        self.config.site(site)  # an unknown site is a 404, whether Kafka answers or not
         state = set_paused(self.config, self._writer(), site, paused)
         log(LOG, logging.INFO, "site paused" if paused else "site resumed", site=site)
         return Reply(200, {"site": state.site, "paused": state.paused, "updatedAt": state.updated_at})

@@ -59,11 +59,10 @@ def ensure_control_topic(config: WorkerConfig) -> None:
 
 
 def set_paused(config: WorkerConfig, producer: KafkaProducer, site: str, paused: bool) -> SiteControl:
-    """Record the site's new state; returns once Kafka acknowledged it (processors follow within a second).
-
-    The control topic must exist (ensure_control_topic): the broker would auto-create it uncompacted.
+    """Record the state of `site` (a configured one); returns once Kafka acknowledged it (processors follow
+    within a second). The control topic must exist (ensure_control_topic): the broker would auto-create it
+    uncompacted.
     """
-    config.site(site)  # ConfigError for an unknown site
     state = SiteControl(site, paused, now_ms())
     send_all(producer, control_topic(config), [state.to_kafka()])
     return state
