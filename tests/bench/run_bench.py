@@ -136,37 +136,23 @@ class Sandbox:
 
 
 class LedgerTail:
-    """The pair's ledger, read incrementally: one consumer from the topic's start, each poll applies what is new.
+    """The pair's ledger, followed incrementally (crr_worker.ledger.LedgerReader): each poll applies what is new.
 
     Re-reading the whole ledger every second (as the tests may) costs the benchmark's own process and the broker
     CPU that the worker needs on a 2-core machine: about 4 CPU-seconds per small phase, measured.
     """
 
     def __init__(self, pair):
-        from crr_worker.kafka_io import make_consumer
+        from crr_worker.ledger import LedgerReader
 
-        self.config = pair.load()
-        self.consumer = make_consumer(self.config, None)
+        self.reader = LedgerReader(pair.load())
         self.statuses: dict = {}
-        self.assigned = False
 
     def completed(self) -> list:
         """The site's COMPLETED statuses read so far."""
-        from crr_worker.entries import StatusEntry
-        from kafka import TopicPartition
+        from crr_worker.ledger import apply_records
 
-        if not self.assigned:
-            found = self.consumer.partitions_for_topic(self.config.ledger_topic)
-            if not found:
-                return []
-            partitions = [TopicPartition(self.config.ledger_topic, p) for p in found]
-            self.consumer.assign(partitions)
-            self.consumer.seek_to_beginning(*partitions)
-            self.assigned = True
-        for messages in self.consumer.poll(timeout_ms=200).values():
-            for message in messages:
-                if message.value is not None:
-                    self.statuses[message.key] = StatusEntry.from_kafka(message.value)
+        apply_records(self.statuses, self.reader.poll(timeout_ms=200))
         return [s for s in self.statuses.values() if s.site == SITE and s.status == "COMPLETED"]
 
     def wait_completed(self, count: int, timeout_s: float, what: str) -> list:
@@ -174,7 +160,7 @@ class LedgerTail:
                         what)
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
+        self.reader.close()
 
 
 def wait_joined(processor) -> None:
