@@ -54,7 +54,11 @@ def require_boto3(module):
 
 
 def client(module, service):
-    """A boto3 client for 's3', 'iam' or 'sts' built from the module's connection options."""
+    """A boto3 client for 's3', 'sqs', 'iam' or 'sts' built from the module's connection options.
+
+    SQS is reached on endpoint_url, beside S3 (as moto and S3-compatible stacks serving both do);
+    IAM and STS on iam_endpoint_url.
+    """
     require_boto3(module)
     params = module.params
     session = boto3.session.Session(
@@ -64,7 +68,7 @@ def client(module, service):
         aws_session_token=params.get("session_token"),
         region_name=params.get("region"),
     )
-    endpoint = params.get("endpoint_url") if service == "s3" else params.get("iam_endpoint_url")
+    endpoint = params.get("endpoint_url") if service in ("s3", "sqs") else params.get("iam_endpoint_url")
     config = {"retries": _RETRIES}
     if service == "s3" and endpoint:
         config["s3"] = {"addressing_style": "path"}
