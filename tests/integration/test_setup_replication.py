@@ -10,6 +10,7 @@ import pytest
 from playbook import REPO, run_playbook
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "setup-replication.yml")
+DERIVED = os.path.join(REPO, "playbooks", "vars", "derived.yml")
 
 
 def _connection(endpoint):
@@ -81,3 +82,33 @@ def test_a_pair_can_name_its_role(sandbox, setup_vars):
     assert run.result("Replication role on the source")["results"][0]["role_name"] == role_name
     configured = run.result("Source bucket with versioning Enabled and its replication configuration")
     assert configured["results"][0]["replication_configuration"]["role"].endswith(":role/" + role_name)
+
+
+def _with_worker_config(playbook):
+    """The playbook, then the worker's config as the worker play builds it (the test inventory has no backbeat host)."""
+    return [{"import_playbook": playbook},
+            {"name": "Worker config", "hosts": "localhost", "gather_facts": False, "vars_files": [DERIVED],
+             "tasks": [{"name": "Rendered worker config", "ansible.builtin.debug": {"var": "crr_worker_base_config"}}]}]
+
+
+def _worker_source(run):
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.result("Rendered worker config")["crr_worker_base_config"]["extensions"]["replication"]["source"]
+
+
+def test_notification_queue_url_reaches_the_worker_config_and_a_rerun_changes_nothing(sandbox, setup_vars):
+    queue = "crr-" + setup_vars["crr_pairs"][0]["source_bucket"]
+    setup_vars["crr_notification_queue"] = queue
+    sqs = boto3.client("sqs", endpoint_url=sandbox.source.url, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    check = run_playbook(_with_worker_config(PLAYBOOK), setup_vars, check=True)
+    assert "notificationQueueUrl" not in _worker_source(check)  # no queue yet: scan only
+    assert queue not in "".join(sqs.list_queues().get("QueueUrls", []))
+
+    first = _worker_source(run_playbook(_with_worker_config(PLAYBOOK), setup_vars))
+    assert first["notificationQueueUrl"] == sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+
+    second = run_playbook(_with_worker_config(PLAYBOOK), setup_vars)
+    assert _worker_source(second)["notificationQueueUrl"] == first["notificationQueueUrl"]
+    assert second.changed_tasks == []
