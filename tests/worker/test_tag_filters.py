@@ -3,30 +3,46 @@
 
 from __future__ import annotations
 
+import pytest
+from botocore.exceptions import ClientError
 from crr_worker.entries import ReplicationEntry
+from crr_worker.populator import PopulatorError
 from crr_worker.rules import parse_replication
 from crr_worker.sources.base import Change
 
 from tests.worker.test_batching import FakeSource, make_populator
 
-TAGGED_RULES = {"Role": "r", "Rules": [
+TAG_ONLY = {"Role": "r", "Rules": [
     {"ID": "tagged", "Status": "Enabled", "Destination": {"Bucket": "arn:aws:s3:::t"},
      "Filter": {"And": {"Prefix": "docs/", "Tags": [{"Key": "replicate", "Value": "yes"}]}}},
+]}
+TAGGED_OVER_ALL = {"Role": "r", "Rules": [
+    {"ID": "tagged", "Priority": 2, "Status": "Enabled", "Destination": {"Bucket": "t2", "StorageClass": "aws2"},
+     "Filter": {"Tag": {"Key": "replicate", "Value": "yes"}}},
+    {"ID": "all", "Priority": 1, "Status": "Enabled", "Destination": {"Bucket": "t1", "StorageClass": "aws1"},
+     "Filter": {"Prefix": ""}},
 ]}
 
 
 class TaggedSource(FakeSource):
-    def __init__(self, versions: dict[str, list[str]], tags: dict[str, dict]):
+    def __init__(self, versions: dict[str, list[str]], tags: dict[str, dict], rules: dict = TAG_ONLY):
         super().__init__(versions)
-        self.tags = tags
+        self.tags, self.rules = tags, rules
         self.tag_reads: list[str] = []
 
     def replication(self, bucket):
-        return parse_replication(bucket, TAGGED_RULES, "aws1")
+        return parse_replication(bucket, self.rules, "aws1")
 
     def version_tags(self, bucket, key, version_id):
         self.tag_reads.append(version_id)
-        return self.tags.get(version_id, {})
+        found = self.tags.get(version_id, {})
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+def sent_entries(populator) -> list[ReplicationEntry]:
+    return [ReplicationEntry.from_kafka(e[3]) for e in populator.producer.events if e[:2] == ("send", "repl")]
 
 
 def test_only_versions_carrying_the_rules_tags_are_enqueued_and_each_is_read_once():
@@ -36,10 +52,51 @@ def test_only_versions_carrying_the_rules_tags_are_enqueued_and_each_is_read_onc
     changes = [Change("src", "docs/a"), Change("src", "docs/b"), Change("src", "logs/c")]
 
     assert populator.handle(changes) == 1
-    sent = [ReplicationEntry.from_kafka(e[3]) for e in populator.producer.events if e[:2] == ("send", "repl")]
-    assert [e.version_id for e in sent] == ["a2"]
+    assert [e.version_id for e in sent_entries(populator)] == ["a2"]
     assert sorted(source.tag_reads) == ["a1", "a2", "b1"]  # logs/c: no rule covers it, no request
     assert source.listed == [["docs/a", "docs/b"]]
 
     assert populator.handle(changes) == 0  # the next feed or scan sees the same versions
     assert sorted(source.tag_reads) == ["a1", "a2", "b1"]
+
+
+def test_overlapping_rules_send_each_version_to_its_own_rules_sites_and_decide_once():
+    source = TaggedSource({"k": ["v1", "v2"]}, tags={"v2": {"replicate": "yes"}}, rules=TAGGED_OVER_ALL)
+    populator = make_populator(source)
+
+    assert populator.handle([Change("src", "k")]) == 2
+    assert [(e.version_id, e.sites, e.destination) for e in sent_entries(populator)] == [
+        ("v1", ("aws1",), "t1"), ("v2", ("aws2",), "t2")]
+
+    hints = [Change("src", "k", version_id="v1"), Change("src", "k", version_id="v2")]
+    assert populator.handle(hints) == 0
+    assert populator.handle([Change("src", "k")]) == 0
+    assert sorted(source.tag_reads) == ["v1", "v2"]
+    assert source.listed == [["k"], ["k"]]  # the version-id hint found the version queued: no listing
+
+
+def test_changed_rules_are_applied_to_versions_decided_before():
+    source = TaggedSource({"docs/a": ["a1"]}, tags={})
+    populator = make_populator(source)
+    assert populator.handle([Change("src", "docs/a")]) == 0
+    source.rules = TAGGED_OVER_ALL
+    populator.rules.clear()  # as when RULES_TTL_S has passed or a scan re-reads them
+    assert populator.handle([Change("src", "docs/a")]) == 1
+    assert sent_entries(populator)[0].sites == ("aws1",)
+
+
+def test_a_version_deleted_since_its_listing_counts_as_untagged():
+    gone = ClientError({"Error": {"Code": "NoSuchVersion", "Message": "gone"}}, "GetObjectTagging")
+    source = TaggedSource({"k": ["v1"]}, tags={"v1": gone}, rules=TAGGED_OVER_ALL)
+    populator = make_populator(source)
+    assert populator.handle([Change("src", "k")]) == 1
+    assert sent_entries(populator)[0].sites == ("aws1",)
+
+
+def test_tags_that_cannot_be_read_stop_the_populator_naming_the_permission():
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObjectTagging")
+    source = TaggedSource({"docs/a": ["a1"]}, tags={"a1": denied})
+    populator = make_populator(source)
+    with pytest.raises(PopulatorError, match="docs/a version a1.*AccessDenied.*s3:GetObjectVersionTagging"):
+        populator.handle([Change("src", "docs/a")])
+    assert populator.producer.events == []

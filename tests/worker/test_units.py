@@ -169,6 +169,14 @@ def test_tags_are_read_only_when_a_tag_filtered_rule_covers_the_key():
     assert reads == [1]
     assert replication.sites_for("docs/x") == {"aws1"}
 
+    outranked = parse_replication("src", {"Rules": [
+        {"ID": "tagged", "Priority": 1, "Status": "Enabled", "Destination": {"Bucket": "t"},
+         "Filter": {"Tag": {"Key": "a", "Value": "b"}}},
+        {"ID": "first", "Priority": 5, "Status": "Enabled", "Destination": {"Bucket": "t"}, "Filter": {"Prefix": ""}},
+    ]}, "aws1")
+    assert outranked.rule_for("docs/x", read_tags).rule_id == "first"
+    assert reads == [1]  # the untagged rule wins whatever the tags: none read
+
 
 def test_notification_keys_are_url_decoded_and_test_events_ignored():
     body = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {

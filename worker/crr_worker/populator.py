@@ -20,12 +20,18 @@ from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.ledger import known_versions, read_ledger
 from crr_worker.logs import log
-from crr_worker.rules import BucketReplication
+from crr_worker.retry import describe, error_code
+from crr_worker.rules import BucketReplication, ReplicationRule
 from crr_worker.sources.base import Change, Source, VersionInfo
 
 LOG = logging.getLogger("crr_worker.populator")
 RULES_TTL_S = 30.0
 FLUSH_EVERY = 500
+VANISHED = ("NoSuchKey", "NoSuchVersion", "404")
+
+
+class PopulatorError(Exception):
+    """The populator cannot go on: the message names what is missing."""
 
 
 @dataclass
@@ -43,7 +49,8 @@ class Populator:
         self.stop = stop
         self.rules: dict[str, _CachedRules] = {}
         self.known: set[tuple[str, str, str, str]] = set()
-        self.unmatched: set[tuple[str, str, str]] = set()  # versions no rule takes (tag filters)
+        # bucket -> (its rules, {version ids: rule}) for versions whose rule needed their tags
+        self.decisions: dict[str, tuple] = {}
         self.producer = None
         self.published = 0
 
@@ -95,13 +102,11 @@ class Populator:
                 continue
             seen.add((change.bucket, change.key))
             replication = self._replication(change.bucket)
-            sites = replication.sites_for(change.key) if replication is not None else set()
-            if not sites:
+            if replication is None or not replication.sites_for(change.key):
                 continue
             if change.version:
                 exact.append((replication, change.version))
-            elif change.version_id and all((site, change.bucket, change.key, change.version_id) in self.known
-                                           for site in sites):
+            elif change.version_id and self._queued(replication, (change.bucket, change.key, change.version_id)):
                 continue  # the listing that enqueued this version also enqueued every older one
             else:
                 to_list.setdefault(change.bucket, []).append(change.key)
@@ -137,19 +142,12 @@ class Populator:
         return count + self._publish(entries)
 
     def _entry(self, replication: BucketReplication, version: VersionInfo) -> ReplicationEntry | None:
-        """The entry of a version not yet queued for every site of its rule; None when there is nothing to do.
-
-        Tags are read only for versions not known yet whose key a tag-filtered rule covers. A version that no
-        rule takes is remembered as such: like S3, the rules decide when the version is first seen.
-        """
+        """The entry of a version not yet queued for every site of its rule; None when there is nothing to do."""
         ids = (version.bucket, version.key, version.version_id)
-        possible = replication.sites_for(version.key)
-        if ids in self.unmatched or all((s, *ids) in self.known for s in possible):
+        if self._queued(replication, ids):
             return None
-        read_tags = None if version.is_delete_marker else lambda: self.source.version_tags(*ids)
-        rule = replication.rule_for(version.key, read_tags)
+        rule = self._rule(replication, version)
         if rule is None:
-            self.unmatched.add(ids)
             return None
         sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
         if not sites:
@@ -162,6 +160,52 @@ class Populator:
             role=replication.role, storage_class=rule.storage_class,
             storage_type=first.type if first else "aws_s3",
         )
+
+    def _queued(self, replication: BucketReplication, ids: tuple[str, str, str]) -> bool:
+        """Whether the version is known for every site it goes to, as far as that is known without a request:
+        its rule's sites once decided, else every site of the rules covering its key."""
+        decided = self._decisions(replication, ids[0])
+        if ids in decided:
+            sites = decided[ids].sites if decided[ids] else ()
+        else:
+            sites = replication.sites_for(ids[1])
+        return all((site, *ids) in self.known for site in sites)
+
+    def _rule(self, replication: BucketReplication, version: VersionInfo) -> ReplicationRule | None:
+        """The version's rule. A decision that needed its tags is remembered (until the bucket's rules change):
+        S3 too decides when a version is written, and each reading costs a request."""
+        ids = (version.bucket, version.key, version.version_id)
+        decided = self._decisions(replication, version.bucket)
+        if ids in decided:
+            return decided[ids]
+        read = []
+
+        def read_tags() -> dict[str, str]:
+            read.append(ids)
+            return self._read_tags(version)
+
+        rule = replication.rule_for(version.key, None if version.is_delete_marker else read_tags)
+        if read:
+            decided[ids] = rule
+        return rule
+
+    def _decisions(self, replication: BucketReplication, bucket: str) -> dict:
+        rules, decided = self.decisions.get(bucket, (None, {}))
+        if rules != replication.rules:
+            decided = {}
+            self.decisions[bucket] = (replication.rules, decided)
+        return decided
+
+    def _read_tags(self, version: VersionInfo) -> dict[str, str]:
+        """The version's tags for a tag-filtered rule; a version deleted since it was listed has none."""
+        try:
+            return self.source.version_tags(version.bucket, version.key, version.version_id)
+        except Exception as exc:
+            if error_code(exc) in VANISHED:
+                return {}
+            raise PopulatorError("cannot read the tags of %s/%s version %s, which a tag-filtered rule needs (%s); "
+                                 "the source credentials need s3:GetObjectVersionTagging"
+                                 % (version.bucket, version.key, version.version_id, describe(exc))) from exc
 
     def _publish(self, entries: list[ReplicationEntry]) -> int:
         """Entries first (acknowledged), then PENDING marks; only then are the versions known."""

@@ -59,10 +59,16 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, RetryableError):
         return True
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return code in RETRYABLE_CODES or status >= 500 or status in (408, 429)
+        return error_code(exc) in RETRYABLE_CODES or status >= 500 or status in (408, 429)
     return isinstance(exc, NETWORK_ERRORS)
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a ClientError ("NoSuchKey", "404" for a HEAD); "" for any other exception."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
 
 
 def describe(exc: BaseException) -> str:

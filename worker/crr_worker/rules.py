@@ -45,16 +45,21 @@ class BucketReplication:
         """The enabled rule applying to a version of `key`: the highest priority, then the longest prefix (V1 has
         no overlap).
 
-        The version's tags are read (`read_tags()`, one request) only when a rule that could apply filters on
-        tags; without a reader such rules never apply (a delete marker has no tags).
+        The version's tags are read (`read_tags()`, one request) only when a tag-filtered rule outranks every
+        rule without tags that covers the key; without a reader such rules never apply (a delete marker has no
+        tags).
         """
-        candidates = [r for r in self.rules if r.may_match(key)]
-        if any(r.tags for r in candidates):
-            tags = read_tags() if read_tags is not None else {}
-            candidates = [r for r in candidates if r.tags_match(tags)]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda r: (r.priority, len(r.prefix)))
+        candidates = sorted((r for r in self.rules if r.may_match(key)), key=lambda r: (r.priority, len(r.prefix)),
+                            reverse=True)
+        tags = None
+        for rule in candidates:
+            if not rule.tags:
+                return rule
+            if tags is None:
+                tags = read_tags() if read_tags is not None else {}
+            if rule.tags_match(tags):
+                return rule
+        return None
 
     def sites_for(self, key: str) -> set[str]:
         """Every site a version of `key` may go to, whatever its tags."""
