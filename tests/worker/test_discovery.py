@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from sandbox import moto_server, processes
-from tests.worker.harness import SITE, client, start_pipeline, target_replicas
+from tests.worker.harness import SITE, client, log_records, start_pipeline, target_replicas, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,10 @@ def test_discovery_replicates_every_bucket_with_rules_and_only_those(pair, own_s
 
     start_pipeline(discovered)
     statuses = discovered.wait_all_done(120)
+    populator = discovered.workers.running[-1]
+    wait_for(lambda: any(r.get("message") == "scan done" for r in log_records(populator)), 60, 0.5,
+             "the populator's first scan (both buckets) to end")
+    statuses = discovered.statuses()
 
     (version,) = discovered.source_versions()
     assert statuses[("k", version["VersionId"])].status == "COMPLETED"
