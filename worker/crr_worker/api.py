@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from kafka import KafkaAdminClient, KafkaProducer
 
 from crr_worker.config import ConfigError, WorkerConfig
-from crr_worker.control import ControlWatch, ensure_control_topic, set_paused
+from crr_worker.control import ControlWatch, set_paused
 from crr_worker.entries import StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer
 from crr_worker.ledger import LedgerReader, apply_records, failed, find
@@ -66,7 +66,6 @@ class ApiTopics:
         with self.lock:
             if not self.ensured:
                 ensure_topics(self.config)
-                ensure_control_topic(self.config)
                 self.ensured = True
 
 

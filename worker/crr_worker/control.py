@@ -18,16 +18,10 @@ from kafka import KafkaProducer, TopicPartition
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import now_ms
-from crr_worker.kafka_io import COMPACTED, create_missing_topics, make_consumer, send_all
+from crr_worker.kafka_io import control_topic, make_consumer, send_all
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.control")
-CONTROL_SUFFIX = "-control"
-
-
-def control_topic(config: WorkerConfig) -> str:
-    """The control topic's name, derived from the replication topic so that pairs of topics never mix."""
-    return config.topic + CONTROL_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -53,14 +47,9 @@ class SiteControl:
             return None
 
 
-def ensure_control_topic(config: WorkerConfig) -> None:
-    """Create the compacted control topic when missing (one partition: a handful of records, read whole)."""
-    create_missing_topics(config, {control_topic(config): (1, COMPACTED)})
-
-
 def set_paused(config: WorkerConfig, producer: KafkaProducer, site: str, paused: bool) -> SiteControl:
     """Record the state of `site` (a configured one); returns once Kafka acknowledged it (processors follow
-    within a second). The control topic must exist (ensure_control_topic): the broker would auto-create it
+    within a second). The control topic must exist (kafka_io.ensure_topics): the broker would auto-create it
     uncompacted.
     """
     state = SiteControl(site, paused, now_ms())
@@ -79,7 +68,7 @@ class ControlWatch:
     def load(self, stop: threading.Event, timeout_s: float = 60.0) -> None:
         """Read the topic to its current end, so that a paused site is known before any work is fetched.
 
-        The topic must exist: the component ensures it at start (ensure_control_topic), else the broker would
+        The topic must exist: the component ensures it at start (kafka_io.ensure_topics), else the broker would
         auto-create it uncompacted.
         """
         self.consumer = make_consumer(self.config, None)

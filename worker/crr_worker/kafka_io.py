@@ -11,15 +11,26 @@ from kafka.errors import TopicAlreadyExistsError
 from crr_worker.config import WorkerConfig
 
 COMPACTED = {"cleanup.policy": "compact"}
+CONTROL_SUFFIX = "-control"
+
+
+def control_topic(config: WorkerConfig) -> str:
+    """The control topic's name (pause/resume), derived from the replication topic so pairs of topics never mix."""
+    return config.topic + CONTROL_SUFFIX
 
 
 def ensure_topics(config: WorkerConfig) -> None:
-    """Create the replication, status and (compacted) ledger topics when missing; existing ones are left alone."""
+    """Create the worker's topics when missing; existing ones are left alone.
+
+    Replication and status topics; the ledger, compacted; the control topic, compacted with one partition (a
+    handful of records, read whole).
+    """
     partitions = config.kafka.partitions
     create_missing_topics(config, {
         config.topic: (partitions, {}),
         config.status_topic: (partitions, {}),
         config.ledger_topic: (partitions, COMPACTED),
+        control_topic(config): (1, COMPACTED),
     })
 
 

@@ -25,7 +25,7 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
-from crr_worker.control import ControlWatch, ensure_control_topic
+from crr_worker.control import ControlWatch
 from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
@@ -95,7 +95,6 @@ class Processor:
     def run(self) -> None:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
         ensure_topics(self.config)
-        ensure_control_topic(self.config)
         self.producer = make_producer(self.config)
         self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2)
         wait_for_partitions(self.consumer, self.config.topic, self.stop)
