@@ -188,6 +188,9 @@ def _retry(config: WorkerConfig, args) -> int:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
     chosen = failed(_read_ledger(config), args.site, args.bucket, args.key, args.version_id)
+    if not chosen:
+        print("re-queued 0 version(s)")
+        return 0
     producer = make_producer(config)
     try:
         print("re-queued %d version(s)" % requeue(config, producer, chosen))
