@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from kafka import TopicPartition
 
@@ -33,11 +34,7 @@ def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeo
     reader = LedgerReader(config, stop, timeout_s)
     try:
         state: dict[bytes, StatusEntry] = {}
-        deadline = time.monotonic() + timeout_s
-        while not reader.caught_up():
-            if _stopped(stop) or time.monotonic() > deadline:
-                raise LedgerUnavailable("ledger topic %s not read to its end" % config.ledger_topic)
-            apply_records(state, reader.poll())
+        apply_records(state, reader.read_to_end(stop, timeout_s))
         return state
     finally:
         reader.close()
@@ -46,10 +43,12 @@ def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeo
 class LedgerReader:
     """The ledger topic read from its start, knowing where it ended when the reader opened.
 
-    read_ledger reads it to that end; the API reads it to that end and then keeps following it.
+    read_ledger reads it to that end; the API reads it to that end and then keeps following it; the populator
+    reads what is new at each scan (read_to_end).
     """
 
     def __init__(self, config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0):
+        self.topic = config.ledger_topic
         self.consumer = make_consumer(config, None)
         try:
             self.partitions = _partitions(self.consumer, config.ledger_topic, stop, timeout_s)
@@ -67,6 +66,18 @@ class LedgerReader:
     def caught_up(self) -> bool:
         """True once every partition is read up to the end it had when the reader opened."""
         return all(self.consumer.position(p) >= self.ends[p] for p in self.partitions)
+
+    def read_to_end(self, stop: threading.Event | None = None, timeout_s: float = 120.0
+                    ) -> list[tuple[bytes, bytes | None]]:
+        """Every record from where the reader is to the topic's current end (all of it on the first call)."""
+        self.ends = self.consumer.end_offsets(self.partitions)
+        records = []
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up():
+            if _stopped(stop) or time.monotonic() > deadline:
+                raise LedgerUnavailable("ledger topic %s not read to its end" % self.topic)
+            records.extend(self.poll())
+        return records
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -126,6 +137,6 @@ def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str
     return sorted(found, key=lambda s: (s.updated_at, s.entry.bucket, s.entry.key))
 
 
-def known_versions(state: dict[bytes, StatusEntry]) -> set[tuple[str, str, str, str]]:
-    """(site, bucket, key, version id) of every version the ledger knows, whatever its status."""
-    return {(s.site, s.entry.bucket, s.entry.key, s.entry.version_id) for s in state.values()}
+def known_versions(statuses: Iterable[StatusEntry]) -> set[tuple[str, str, str, str]]:
+    """(site, bucket, key, version id) of every status given, whatever its status."""
+    return {(s.site, s.entry.bucket, s.entry.key, s.entry.version_id) for s in statuses}

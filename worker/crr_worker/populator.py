@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
-from crr_worker.ledger import known_versions, read_ledger
+from crr_worker.ledger import LedgerReader, apply_records, known_versions
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import BucketReplication, ReplicationRule
@@ -52,6 +52,7 @@ class Populator:
         # bucket -> (its rules, {version ids: rule}) for versions whose rule needed their tags
         self.decisions: dict[str, tuple] = {}
         self.producer = None
+        self.ledger: LedgerReader | None = None
         self.published = 0
 
     def run(self) -> None:
@@ -72,11 +73,13 @@ class Populator:
                 batch.checkpoint()
         finally:
             self.producer.close(timeout=10)
+            if self.ledger is not None:
+                self.ledger.close()
             log(LOG, logging.INFO, "populator stopped", published=self.published)
 
     def scan(self) -> int:
         """Enqueue every version of every replicated bucket that the ledger does not know; returns how many."""
-        self.known |= known_versions(read_ledger(self.config, self.stop))
+        self._learn_from_ledger()
         count = 0
         for bucket in self.source.buckets():
             if self.stop.is_set():
@@ -86,6 +89,13 @@ class Populator:
                 count += self._enqueue(replication, self.source.list_versions(bucket))
         log(LOG, logging.INFO, "scan done", enqueued=count)
         return count
+
+    def _learn_from_ledger(self) -> None:
+        """Add the versions the ledger learned since the last scan to the known ones: the whole ledger at the first
+        scan, then only its new records (re-reading all of it every scan costs time that grows with the ledger)."""
+        if self.ledger is None:
+            self.ledger = LedgerReader(self.config, self.stop)
+        self.known |= known_versions(apply_records({}, self.ledger.read_to_end(self.stop)))
 
     def handle(self, changes: list[Change]) -> int:
         """Enqueue the unknown versions of the keys named by `changes`; returns how many.

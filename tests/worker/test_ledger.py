@@ -1,0 +1,41 @@
+"""The ledger reader on the real broker: a second read returns only what was written since the first."""
+
+from __future__ import annotations
+
+import pytest
+from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.kafka_io import ensure_topics, make_producer, send_all
+from crr_worker.ledger import LedgerReader, apply_records, known_versions
+
+pytestmark = pytest.mark.integration
+
+
+def statuses(versions: list[str], status: str) -> list[StatusEntry]:
+    return [StatusEntry(ReplicationEntry(bucket="b", key="k", version_id=v, sites=("s1",)), "s1", status)
+            for v in versions]
+
+
+def write(config, written: list[StatusEntry]) -> None:
+    producer = make_producer(config)
+    try:
+        send_all(producer, config.ledger_topic, [(s.ledger_key, s.to_kafka()[1]) for s in written])
+    finally:
+        producer.close(timeout=5)
+
+
+def test_read_to_end_returns_the_whole_ledger_then_only_new_records(pair):
+    config = pair.load()
+    ensure_topics(config)
+    write(config, statuses(["v1", "v2", "v3"], PENDING))
+    reader = LedgerReader(config)
+    try:
+        first = apply_records({}, reader.read_to_end())
+        assert sorted(s.entry.version_id for s in first) == ["v1", "v2", "v3"]
+
+        assert reader.read_to_end() == []
+        write(config, statuses(["v2"], COMPLETED) + statuses(["v4"], PENDING))
+        second = apply_records({}, reader.read_to_end())
+    finally:
+        reader.close()
+    assert sorted((s.entry.version_id, s.status) for s in second) == [("v2", COMPLETED), ("v4", PENDING)]
+    assert known_versions(second) == {("s1", "b", "k", "v2"), ("s1", "b", "k", "v4")}
