@@ -7,17 +7,23 @@ copy of every object >= 5 MiB per ListObjectVersions until it stops, so big obje
   big      M x 64 MiB, same comparison
   latency  PUT on the source at a steady rate with SQS notifications -> COMPLETED (replica written) on the target
   rss      peak RSS (VmHWM) of the processor while it copies one big object
+  remote   `small` with both endpoints behind a proxy that holds back each response by --rtt-ms (default 30):
+           endpoints across a WAN, where a copy waits on the network rather than on the 2 cores (not in the default
+           phases)
 
-Usage: .venv/bin/python tests/bench/run_bench.py [--quick] [--phases small,big,latency,rss] [--out results.json]
+Usage: .venv/bin/python tests/bench/run_bench.py [--quick] [--phases small,big,latency,rss,remote] [--rtt-ms 30]
+       [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -115,6 +121,34 @@ def _cpu_seconds(pid: int) -> float:
 def sandbox_processes(state) -> dict[str, int]:
     """The broker's and both moto servers' pids, plus this process (the copy loop's client, the ledger reader)."""
     return dict({name: ref.pid for name, ref in state.services()}, benchmark=os.getpid())
+
+
+class RemoteEndpoints:
+    """Both moto servers seen through latency_proxy.py (each response held back by `rtt_ms`).
+
+    Entering gives a copy of the sandbox state whose endpoint URLs are the proxies'; the proxies' pids are
+    added to `processes` so that the CPU accounting shows them.
+    """
+
+    def __init__(self, state, rtt_ms: float, processes: dict[str, int]):
+        self.state, self.rtt_ms, self.processes = state, rtt_ms, processes
+        self.proxies: list[subprocess.Popen] = []
+
+    def __enter__(self):
+        endpoints = {}
+        for name, endpoint in self.state.endpoints.items():
+            port = endpoint.url.rsplit(":", 1)[1]
+            proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("latency_proxy.py")), port,
+                                      str(self.rtt_ms)], stdout=subprocess.PIPE, text=True)
+            self.proxies.append(proxy)
+            self.processes["proxy-" + name] = proxy.pid
+            endpoints[name] = dataclasses.replace(endpoint, url="http://127.0.0.1:%s" % proxy.stdout.readline().strip())
+        return dataclasses.replace(self.state, endpoints=endpoints)
+
+    def __exit__(self, *exc):
+        for proxy in self.proxies:
+            proxy.terminate()
+            proxy.wait(timeout=10)
 
 
 def say(message: str) -> None:
@@ -215,7 +249,18 @@ def run_worker(pair, count: int, timeout_s: float, meter: CpuMeter) -> Throughpu
 
 
 def compare(state, workdir: Path, name: str, count: int, size: int, guard: DiskGuard, timeout_s: float,
-            queue_processor: dict) -> dict:
+            queue_processor: dict, rtt_ms: float = 0.0) -> dict:
+    """Copy loop, then worker, on the same endpoints; with `rtt_ms`, both through RemoteEndpoints."""
+    processes = sandbox_processes(state)
+    if rtt_ms:
+        with RemoteEndpoints(state, rtt_ms, processes) as remote:
+            return dict(_compare(remote, processes, workdir, name, count, size, guard, timeout_s, queue_processor),
+                        rtt_ms=rtt_ms)
+    return _compare(state, processes, workdir, name, count, size, guard, timeout_s, queue_processor)
+
+
+def _compare(state, processes: dict[str, int], workdir: Path, name: str, count: int, size: int, guard: DiskGuard,
+             timeout_s: float, queue_processor: dict) -> dict:
     # scan only (no notifications), once: each listing of big objects costs moto a leaked copy of them all
     pair = make_pair(state, _fresh_dir(workdir, name), notifications=False, scan_interval_s=3600,
                      queue_processor=dict({"concurrency": CONCURRENCY}, **queue_processor))
@@ -224,14 +269,14 @@ def compare(state, workdir: Path, name: str, count: int, size: int, guard: DiskG
     seed(pair, keys, os.urandom(size))
     guard.check("%s seeded" % name)
     say("%s: copy loop" % name)
-    meter = CpuMeter(sandbox_processes(state))
+    meter = CpuMeter(dict(processes))
     meter.start()
     baseline = copy_loop(pair, keys)
     baseline.cpu_s = meter.stop()
     guard.check("%s copy loop" % name)
     say("%s: worker" % name)
     try:
-        worker = run_worker(pair, count, timeout_s, CpuMeter(sandbox_processes(state)))
+        worker = run_worker(pair, count, timeout_s, CpuMeter(dict(processes)))
     finally:
         pair.workers.stop_all()
     guard.check("%s worker" % name)
@@ -354,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts and a 15 s latency run")
     parser.add_argument("--phases", default="small,big,latency,rss")
     parser.add_argument("--out", default=None, help="write the results as JSON here too")
+    parser.add_argument("--rtt-ms", type=float, default=30.0, help="the remote phase's delay per response")
     parser.add_argument("--part-concurrency", type=int, default=None,
                         help="queueProcessor.partConcurrency of the small/big runs (worker default: 4)")
     args = parser.parse_args(argv)
@@ -377,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                     results["latency"] = latency(state, workdir, sizes)
                 elif phase == "rss":
                     results["rss"] = peak_rss(state, workdir, sizes, guard)
+                elif phase == "remote":
+                    results["remote"] = compare(state, workdir, "remote", sizes.small_count, 4 * KIB, guard, 900,
+                                                tuning, rtt_ms=args.rtt_ms)
                 else:
                     raise SystemExit("unknown phase %r" % phase)
             guard.check("after %s (sandbox stopped)" % phase)
