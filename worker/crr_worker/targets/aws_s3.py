@@ -43,8 +43,10 @@ class AwsS3Target:
         pool = settings.concurrency + settings.part_concurrency + 2
         self.s3 = make_client("s3", site.endpoint, site.region, keys, pool, site.read_timeout_s)
         self.parts = ThreadPoolExecutor(settings.part_concurrency, thread_name_prefix="parts-%s" % site.site)
+        self.checks = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="check-%s" % site.site)
 
     def close(self) -> None:
+        self.checks.shutdown(wait=True, cancel_futures=True)
         self.parts.shutdown(wait=True, cancel_futures=True)
 
     def destination(self, entry: ReplicationEntry) -> str:
@@ -58,12 +60,12 @@ class AwsS3Target:
         bucket = self.destination(entry)
         if entry.is_delete_marker:
             return self._replicate_delete_marker(bucket, entry, source)
+        if entry.size < self.settings.mpu_threshold:
+            return self._put_single(bucket, entry, source, stop)
         existing = self.find_replica(bucket, entry.key, entry.version_id)
         if existing is not None:
             return ReplicaWritten(existing, skipped=True)
-        if entry.size >= self.settings.mpu_threshold:
-            return self._put_multipart(bucket, entry, source, stop)
-        return self._put_single(bucket, entry, source, stop)
+        return self._put_multipart(bucket, entry, source, stop)
 
     def find_replica(self, bucket: str, key: str, source_version_id: str) -> str | None:
         """The target version id of the replica of `source_version_id`, when the target already holds one.
@@ -123,7 +125,25 @@ class AwsS3Target:
 
     def _put_single(self, bucket: str, entry: ReplicationEntry, source: Source,
                     stop: threading.Event) -> ReplicaWritten:
-        opened = source.open_version(entry.bucket, entry.key, entry.version_id)
+        """One PUT. The idempotence check runs while the source GET starts (each is a round trip; across regions
+        that is most of a small object's copy time); the body is read only once the check found no replica, and
+        is closed unread when it found one."""
+        check = self.checks.submit(self.find_replica, bucket, entry.key, entry.version_id)
+        try:
+            opened = source.open_version(entry.bucket, entry.key, entry.version_id)
+        except Exception:
+            existing = check.result()  # the source version may be gone once replicated: the replica decides
+            if existing is not None:
+                return ReplicaWritten(existing, skipped=True)
+            raise
+        try:
+            existing = check.result()
+        except BaseException:
+            opened.body.close()
+            raise
+        if existing is not None:
+            opened.body.close()
+            return ReplicaWritten(existing, skipped=True)
         tags = _tags(source, entry, opened)
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(
