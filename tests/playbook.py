@@ -78,3 +78,29 @@ def run_playbook(playbook, extra_vars: dict | None = None, check: bool = False,
     if json_output and proc.stdout.strip().startswith("{"):
         tasks = [t for play in json.loads(proc.stdout)["plays"] for t in play["tasks"]]
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, tasks)
+
+
+# The idempotence proof of a module: check, apply, apply again, check again.
+FOUR_STEPS = ["check", "apply", "apply again", "check again"]
+
+
+def module_task(module: str, name: str, url: str, check: bool = False, **options) -> dict:
+    """A task running `module` against the S3/IAM endpoint `url` with the sandbox's test keys."""
+    connection = {"endpoint_url": url, "access_key": "testing", "secret_key": "testing"}
+    entry = {"name": name, module: {**connection, **options}}
+    if check:
+        entry["check_mode"] = True
+    return entry
+
+
+def play(*tasks) -> list[dict]:
+    return [{"hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
+
+
+def four_steps(module: str, url: str, **options) -> list[dict]:
+    return play(*[module_task(module, step, url, check=step.startswith("check"), **options) for step in FOUR_STEPS])
+
+
+def changed_by_step(run: PlaybookRun) -> list[bool]:
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return [run.result(step)["changed"] for step in FOUR_STEPS]

@@ -9,14 +9,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 
 import boto3
 import pytest
-from playbook import run_playbook
+from playbook import changed_by_step, module_task, play, run_playbook
+from playbook import four_steps as module_four_steps
 
 pytestmark = pytest.mark.integration
 
-FOUR_STEPS = ["check", "apply", "apply again", "check again"]
+MODULE = "backbeat.crr.crr_bucket_notification"
+task = partial(module_task, MODULE)
+four_steps = partial(module_four_steps, MODULE)
+
 DEFAULT_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 
 
@@ -30,28 +35,6 @@ def aws(service, url):
 
 def unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def task(name, url, check=False, **options):
-    connection = {"endpoint_url": url, "access_key": "testing", "secret_key": "testing"}
-    entry = {"name": name, "backbeat.crr.crr_bucket_notification": {**connection, **options}}
-    if check:
-        entry["check_mode"] = True
-    return entry
-
-
-def play(*tasks):
-    return [{"hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def four_steps(url, **options):
-    """The idempotence proof: check, apply, apply again, check again."""
-    return play(*[task(step, url, check=step.startswith("check"), **options) for step in FOUR_STEPS])
-
-
-def changed_by_step(run):
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return [run.result(step)["changed"] for step in FOUR_STEPS]
 
 
 def new_bucket(url):

@@ -14,18 +14,23 @@ import threading
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from playbook import run_playbook
+from playbook import changed_by_step, module_task, play, run_playbook
+from playbook import four_steps as module_four_steps
 
 pytestmark = pytest.mark.integration
+
+MODULE = "backbeat.crr.crr_bucket_replication"
+task = partial(module_task, MODULE)
+four_steps = partial(module_four_steps, MODULE)
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 SRC_ROLE = "arn:aws:iam::111111111111:role/backbeat-source"
 TGT_ROLE = "arn:aws:iam::222222222222:role/backbeat-target"
-FOUR_STEPS = ["check", "apply", "apply again", "check again"]
 
 
 # ------------------------------------------------------------------------------------------ harness
@@ -118,31 +123,6 @@ def s3(url):
 
 def unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def connection(url):
-    return {"endpoint_url": url, "access_key": "testing", "secret_key": "testing"}
-
-
-def task(name, url, check=False, **options):
-    entry = {"name": name, "backbeat.crr.crr_bucket_replication": {**connection(url), **options}}
-    if check:
-        entry["check_mode"] = True
-    return entry
-
-
-def play(*tasks):
-    return [{"hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def four_steps(url, **options):
-    """The idempotence proof: check, apply, apply again, check again."""
-    return play(*[task(step, url, check=step.startswith("check"), **options) for step in FOUR_STEPS])
-
-
-def changed_by_step(run):
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return [run.result(step)["changed"] for step in FOUR_STEPS]
 
 
 def versioning(url, bucket):
