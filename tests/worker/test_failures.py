@@ -43,7 +43,8 @@ def test_target_outage_of_30_s_ends_completed_without_failures(pair):
     assert_each_version_once(pair)
 
 
-def test_processor_killed_mid_run_and_mid_multipart_loses_nothing_and_writes_nothing_twice(pair_factory):
+def test_processor_killed_mid_run_and_mid_multipart_loses_nothing_writes_nothing_twice_leaves_no_upload(
+        pair_factory):
     pair = pair_factory(queue_processor={"mpuThreshold": 5 * MIB, "mpuPartSize": 5 * MIB, "partConcurrency": 2},
                         notifications=False)
     pair.source.put_object(Bucket=pair.source_bucket, Key="big", Body=os.urandom(30 * MIB))
@@ -55,6 +56,7 @@ def test_processor_killed_mid_run_and_mid_multipart_loses_nothing_and_writes_not
     pair.workers.start("processor", "--site", SITE, name="processor-again")
     pair.wait_all_done(240)
     assert_each_version_once(pair)
+    assert not _multipart_started(pair), "the killed processor's upload was left open"
 
 
 def _multipart_started(pair) -> bool:

@@ -158,6 +158,7 @@ class AwsS3Target:
         head = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0))
         head.body.close()
         tags = _tags(source, entry, head)
+        self._abort_abandoned_uploads(bucket, entry.key)
         upload = self.s3.create_multipart_upload(Bucket=bucket, Key=entry.key,
                                                  **self._write_arguments(entry, head, tags))
         upload_id = upload["UploadId"]
@@ -202,6 +203,20 @@ class AwsS3Target:
             reply = self.s3.upload_part(Bucket=bucket, Key=entry.key, UploadId=upload_id, PartNumber=number,
                                         Body=spool, ContentLength=length, ContentMD5=md5)
         return reply["ETag"]
+
+    def _abort_abandoned_uploads(self, bucket: str, key: str) -> None:
+        """Abort the uploads of `key` that an earlier attempt left open (a processor killed mid-copy).
+
+        One processor of a site copies a key at a time (its partition's owner, one version after the other), so
+        an open upload of the key is an abandoned one; without this it would hold storage until a lifecycle rule
+        removes it.
+        """
+        for page in self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] == key:
+                    log(LOG, logging.INFO, "aborting an abandoned multipart upload", bucket=bucket, key=key,
+                        upload_id=upload["UploadId"], initiated=str(upload.get("Initiated", "")))
+                    self._abort_upload(bucket, key, upload["UploadId"])
 
     def _abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Abort, so no half-written object or stored parts remain; failure to do so is logged, not raised."""
