@@ -193,3 +193,16 @@ def test_listing_page_yields_markers_and_versions_of_a_key_newest_first():
                          {"Key": "k", "VersionId": "v1", "LastModified": t.replace(minute=0, second=0)}],
             "DeleteMarkers": [{"Key": "k", "VersionId": "dm", "LastModified": t, "IsLatest": True}]}
     assert [v.version_id for v in _page_versions("b", page)] == ["dm", "v2", "v1"]
+
+
+def test_a_request_still_running_when_the_api_closes_gets_an_error_not_a_new_producer():
+    from crr_worker.api import Api
+    from crr_worker.config import parse_config
+
+    config = parse_config({"kafka": {"hosts": "127.0.0.1:9"}, "extensions": {"replication": {
+        "source": {"buckets": ["src"]}, "destination": {"bootstrapList": [{"site": "aws1", "type": "aws_s3"}]}}}})
+    api = Api(config, topics=None, follower=None, metrics=None)
+    api.close()
+    with pytest.raises(RuntimeError, match="stopping"):
+        api.pause("aws1", True)
+    assert api.producer is None

@@ -146,11 +146,14 @@ class Api:
         self.admin = None
         self.producer_lock = threading.Lock()
         self.producer: KafkaProducer | None = None
+        self.closed = False
 
     def close(self) -> None:
+        """Release the Kafka clients; a request still running afterwards gets a 503, not a new producer."""
         with self.admin_lock:
             self._drop_admin()
         with self.producer_lock:
+            self.closed = True
             if self.producer is not None:
                 self.producer.close(timeout=5)
                 self.producer = None
@@ -159,6 +162,8 @@ class Api:
         """The API's one producer for retries and pauses (thread-safe, so shared by requests), made on first
         use once the topics it writes to are ensured."""
         with self.producer_lock:
+            if self.closed:
+                raise RuntimeError("the API is stopping")
             if self.producer is None:
                 self.topics.ensure()
                 self.producer = make_producer(self.config)
