@@ -3,7 +3,7 @@
 
 """IAM calls shared by crr_role and crr_policy, and normalisers of their results.
 
-Every call goes through call() (errors.py; crr_role and crr_policy import it from here) or
+Every call goes through errors.call() or
 paginate(): a botocore failure ends the module with one message naming the call and the
 entity. Throttling is already retried with jittered backoff by the client (connection.client,
 botocore standard retry mode).

@@ -153,9 +153,9 @@ from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
     client,
     connection_argument_spec,
 )
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import call
 from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     MAX_POLICY_VERSIONS,
-    call,
     find_policy,
     oldest_non_default_version,
     policy_document,

@@ -128,9 +128,9 @@ from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
     client,
     connection_argument_spec,
 )
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import call
 from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     attached_policy_arns,
-    call,
     get_role,
     inline_policy_names,
     normalize_role,
