@@ -49,10 +49,8 @@ class BucketReplication:
         rule without tags that covers the key; without a reader such rules never apply (a delete marker has no
         tags).
         """
-        candidates = sorted((r for r in self.rules if r.may_match(key)), key=lambda r: (r.priority, len(r.prefix)),
-                            reverse=True)
         tags = None
-        for rule in candidates:
+        for rule in self._ranked(key):
             if not rule.tags:
                 return rule
             if tags is None:
@@ -62,8 +60,19 @@ class BucketReplication:
         return None
 
     def sites_for(self, key: str) -> set[str]:
-        """Every site a version of `key` may go to, whatever its tags."""
-        return {site for r in self.rules if r.may_match(key) for site in r.sites}
+        """Every site a version of `key` may go to, whatever its tags: those of the best rule without tags and of
+        the tag-filtered rules that outrank it."""
+        sites: set[str] = set()
+        for rule in self._ranked(key):
+            sites.update(rule.sites)
+            if not rule.tags:
+                break
+        return sites
+
+    def _ranked(self, key: str) -> list[ReplicationRule]:
+        """The rules that may apply to `key`, best first."""
+        return sorted((r for r in self.rules if r.may_match(key)), key=lambda r: (r.priority, len(r.prefix)),
+                      reverse=True)
 
     @property
     def enabled(self) -> bool:
