@@ -50,6 +50,15 @@ def test_an_outcome_is_not_overwritten_by_the_late_pending_of_the_same_generatio
     assert done.supersedes(StatusEntry(ENTRY, "aws1", PENDING, updated_at=20))
 
 
+def test_within_a_generation_completed_beats_a_later_failure_and_a_later_outcome_of_one_kind_wins():
+    done = StatusEntry(ENTRY, "aws1", COMPLETED, target_version_id="t1", updated_at=10)
+    failed_later = StatusEntry(ENTRY, "aws1", FAILED, reason="NoSuchUpload", updated_at=20)
+    assert not failed_later.supersedes(done) and done.supersedes(failed_later)
+    assert StatusEntry(ENTRY, "aws1", COMPLETED, target_version_id="t2", updated_at=30).supersedes(done)
+    assert StatusEntry(ENTRY, "aws1", FAILED, reason="y", updated_at=30).supersedes(failed_later)
+    assert not StatusEntry(ENTRY, "aws1", PENDING, updated_at=30).supersedes(StatusEntry(ENTRY, "aws1", PENDING))
+
+
 def test_a_retry_generation_supersedes_an_earlier_failure():
     failed = StatusEntry(ENTRY, "aws1", FAILED, reason="x", updated_at=10)
     retried = StatusEntry(ENTRY.for_sites(("aws1",)), "aws1", PENDING)

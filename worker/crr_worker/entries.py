@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 VERSION_SEPARATOR = "\u0000"
 PENDING, COMPLETED, FAILED = "PENDING", "COMPLETED", "FAILED"
 STATUSES = (PENDING, COMPLETED, FAILED)
+_RANK = {PENDING: 0, FAILED: 1, COMPLETED: 2}  # within one generation, which status wins (StatusEntry.supersedes)
 
 
 def now_ms() -> int:
@@ -151,17 +152,19 @@ class StatusEntry:
     def supersedes(self, current: StatusEntry | None) -> bool:
         """Whether this status replaces `current` in the ledger.
 
-        A later generation (retry, re-enqueue) wins; within one generation an outcome beats PENDING, since the
-        populator's PENDING may arrive after the processor's outcome.
+        A later generation (retry, re-enqueue) wins. Within one generation an outcome beats PENDING, since the
+        populator's PENDING may arrive after the processor's outcome, and COMPLETED beats FAILED: two processors
+        may have worked on the same record (a partition moved mid-copy), and once one wrote the replica the
+        version is replicated whatever the other met; otherwise the later status wins.
         """
         if current is None:
             return True
         mine, theirs = self.entry.enqueued_at, current.entry.enqueued_at
         if mine != theirs:
             return mine > theirs
-        if self.status == PENDING:
-            return current.status == PENDING
-        return current.status == PENDING or self.updated_at >= current.updated_at
+        if self.status != current.status:
+            return _RANK[self.status] > _RANK[current.status]
+        return self.status != PENDING and self.updated_at >= current.updated_at
 
     def to_kafka(self) -> tuple[bytes, bytes]:
         """(key, value) of this status on the status topic (key `<bucket>/<key>`, like the entry)."""
