@@ -217,6 +217,10 @@ def _statements(document):
     return copy.deepcopy(statements if isinstance(statements, list) else [statements])
 
 
+def _has_sid(statement, sid):
+    return isinstance(statement, dict) and statement.get("Sid") == sid
+
+
 def _same_statement(left, right):
     return normalize_policy({"Statement": [left]}) == normalize_policy({"Statement": [right]})
 
@@ -226,10 +230,10 @@ def with_statement(policy, statement):
     document = load_queue_policy(policy)
     statements = _statements(document)
     sid = statement["Sid"]
-    current = [s for s in statements if isinstance(s, dict) and s.get("Sid") == sid]
+    current = [s for s in statements if _has_sid(s, sid)]
     if len(current) == 1 and _same_statement(current[0], statement):
         return document, False
-    kept = [s for s in statements if not (isinstance(s, dict) and s.get("Sid") == sid)]
+    kept = [s for s in statements if not _has_sid(s, sid)]
     updated = copy.deepcopy(document) if document else {"Version": GENERATED_POLICY_VERSION}
     updated["Statement"] = kept + [copy.deepcopy(statement)]
     return updated, True
@@ -239,7 +243,7 @@ def without_statement(policy, sid):
     """(policy document, changed): the statement with this Sid removed; None when no statement is left."""
     document = load_queue_policy(policy)
     statements = _statements(document)
-    kept = [s for s in statements if not (isinstance(s, dict) and s.get("Sid") == sid)]
+    kept = [s for s in statements if not _has_sid(s, sid)]
     if len(kept) == len(statements):
         return document, False
     if not kept:
