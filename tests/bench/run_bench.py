@@ -233,7 +233,7 @@ def run_worker(pair, count: int, timeout_s: float, meter: CpuMeter) -> Throughpu
     wait_joined(processor)
     ledger = LedgerTail(pair)
     for proc in pair.workers.running:
-        meter.processes[os.path.basename(proc.log_path).rsplit("-", 1)[0]] = proc.pid
+        meter.processes[proc.label] = proc.pid
     try:
         meter.start()
         started_wall = time.time()

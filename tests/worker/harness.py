@@ -63,7 +63,7 @@ class WorkerProcesses:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([CRR_WORKER, "--config", self.config_path, *command], stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL)
-        proc.log_path = log_path
+        proc.log_path, proc.label = log_path, label
         self.running.append(proc)
         return proc
 
