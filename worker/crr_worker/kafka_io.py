@@ -12,6 +12,8 @@ from crr_worker.config import WorkerConfig
 
 COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_MAX_WAIT_MS = 100
 
 
 def control_topic(config: WorkerConfig) -> str:
@@ -68,12 +70,19 @@ def make_producer(config: WorkerConfig) -> KafkaProducer:
 
 
 def make_consumer(config: WorkerConfig, group_id: str | None, **options) -> KafkaConsumer:
-    """A consumer that never commits by itself: components commit only what is durably done."""
+    """A consumer that never commits by itself: components commit only what is durably done.
+
+    A fetch waits up to FETCH_MAX_WAIT_MS for FETCH_MIN_BYTES of records. With kafka-python's default (answer as
+    soon as one byte is there) a busy topic is read a few records per round trip, and those round trips were
+    most of the broker's CPU in the benchmark (docs/performance.md); 100 ms per hop is the price in latency.
+    """
     return KafkaConsumer(
         bootstrap_servers=list(config.kafka.hosts),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_min_bytes=FETCH_MIN_BYTES,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         client_id="crr-worker",
         **options,
     )
