@@ -39,6 +39,7 @@ SHUTDOWN_GRACE_S = 20.0
 REVOKE_DRAIN_S = 30.0  # below the group session timeout: heartbeats pause meanwhile
 PUBLISH_TIMEOUT_S = 10.0
 PUBLISH_RETRY_S = 1.0
+PUBLISH_INTERVAL_S = 0.05  # outcomes finished meanwhile share one produce request (one per poll turn cost the broker)
 BUSY_POLL_MS = 20  # poll timeout while copies are in flight, so that their outcomes are published promptly
 CONTROL_INTERVAL_S = 0.5
 
@@ -165,7 +166,8 @@ class Processor:
         self._start_next_of_key(record.key)
 
     def _publish_outcomes(self) -> None:
-        """Send every unpublished outcome, wait once for Kafka, release the acknowledged ones.
+        """Send every unpublished outcome, wait once for Kafka, release the acknowledged ones; at most every
+        PUBLISH_INTERVAL_S.
 
         What Kafka refused stays unpublished and is tried again after PUBLISH_RETRY_S; when stopping it is
         abandoned instead (not committed, so redone after a restart and found on the target).
@@ -173,6 +175,7 @@ class Processor:
         if not self.unpublished or time.monotonic() < self.publish_after:
             return
         batch, self.unpublished = self.unpublished, []
+        self.publish_after = time.monotonic() + PUBLISH_INTERVAL_S
         sent = []
         for record, status in batch:
             key, value = status.to_kafka()
