@@ -3,7 +3,9 @@
 Not a test: it measures and prints, it asserts nothing. Phases, each on a fresh sandbox (moto keeps a temp-file
 copy of every object >= 5 MiB per ListObjectVersions until it stops, so big objects never share a sandbox):
 
-  small    N x 4 KiB: copy loop vs worker (populator scan + processor + status processor), same concurrency
+  small    N x 4 KiB, same concurrency: the copy loop (the goal's baseline), the checked copy loop (the same plus
+           the target HEAD and, >= 64 MiB, the multipart upload the issue requires: the goal's ceiling here), and
+           the worker (populator scan + processor + status processor)
   big      M x 64 MiB, same comparison
   latency  PUT on the source at a steady rate with SQS notifications -> COMPLETED (replica written) on the target
   rss      peak RSS (VmHWM) of the processor while it copies one big object
@@ -35,11 +37,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from botocore.exceptions import ClientError  # noqa: E402
+
 from sandbox import lifecycle  # noqa: E402
 from tests.worker.harness import SITE, log_records, make_pair, start_pipeline, wait_for  # noqa: E402
 
 KIB, MIB = 1024, 1024 * 1024
 CONCURRENCY = 8  # the processor's default; the copy loop uses as many threads
+MPU_THRESHOLD = 64 * MIB  # the worker's defaults (queueProcessor.mpuThreshold, mpuPartSize)
+MPU_PART_SIZE = 16 * MIB
 DISK_BUDGET_BYTES = 20 * 1024 * MIB
 
 
@@ -210,19 +216,61 @@ def seed(pair, keys: list[str], body: bytes) -> None:
 
 def copy_loop(pair, keys: list[str]) -> Throughput:
     """The baseline: GET each object from the source and PUT it to another target bucket, CONCURRENCY at once."""
-    bucket = "copy-" + pair.target_bucket
-    pair.target.create_bucket(Bucket=bucket)
-    pair.target.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    copied = []
+    bucket = _versioned_target_bucket(pair, "copy-")
 
-    def copy(key: str) -> None:
+    def copy(key: str) -> int:
         body = pair.source.get_object(Bucket=pair.source_bucket, Key=key)["Body"].read()
         pair.target.put_object(Bucket=bucket, Key=key, Body=body)
-        copied.append(len(body))
+        return len(body)
 
+    return _timed(copy, keys)
+
+
+def checked_copy_loop(pair, keys: list[str], size: int) -> Throughput:
+    """The copy loop plus what the issue requires of every replica write, still without any queue: a HEAD of the
+    key on the target first, and at or above the worker's default threshold a multipart upload (ranged GET ->
+    UploadPart of the worker's default part size, one part after the other). No implementation of the issue can
+    be faster on the same endpoints: this is the goal's ceiling."""
+    bucket = _versioned_target_bucket(pair, "checked-")
+
+    def copy(key: str) -> int:
+        try:
+            pair.target.head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            pass  # no replica yet, as expected
+        if size >= MPU_THRESHOLD:
+            _copy_multipart(pair, bucket, key, size)
+            return size
+        body = pair.source.get_object(Bucket=pair.source_bucket, Key=key)["Body"].read()
+        pair.target.put_object(Bucket=bucket, Key=key, Body=body)
+        return len(body)
+
+    return _timed(copy, keys)
+
+
+def _copy_multipart(pair, bucket: str, key: str, size: int) -> None:
+    upload = pair.target.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, size, MPU_PART_SIZE), start=1):
+        byte_range = "bytes=%d-%d" % (start, min(start + MPU_PART_SIZE, size) - 1)
+        body = pair.source.get_object(Bucket=pair.source_bucket, Key=key, Range=byte_range)["Body"].read()
+        etag = pair.target.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    pair.target.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+
+
+def _versioned_target_bucket(pair, prefix: str) -> str:
+    bucket = prefix + pair.target_bucket
+    pair.target.create_bucket(Bucket=bucket)
+    pair.target.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def _timed(copy, keys: list[str]) -> Throughput:
+    """Run copy(key) -> bytes copied for every key, CONCURRENCY at once."""
     started = time.monotonic()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        list(pool.map(copy, keys))
+        copied = list(pool.map(copy, keys))
     return Throughput(len(copied), sum(copied), time.monotonic() - started)
 
 
@@ -269,11 +317,11 @@ def _compare(state, processes: dict[str, int], workdir: Path, name: str, count: 
     seed(pair, keys, os.urandom(size))
     guard.check("%s seeded" % name)
     say("%s: copy loop" % name)
-    meter = CpuMeter(dict(processes))
-    meter.start()
-    baseline = copy_loop(pair, keys)
-    baseline.cpu_s = meter.stop()
+    baseline = _metered(processes, lambda: copy_loop(pair, keys))
     guard.check("%s copy loop" % name)
+    say("%s: checked copy loop" % name)
+    checked = _metered(processes, lambda: checked_copy_loop(pair, keys, size))
+    guard.check("%s checked copy loop" % name)
     say("%s: worker" % name)
     try:
         worker = run_worker(pair, count, timeout_s, CpuMeter(dict(processes)))
@@ -281,9 +329,20 @@ def _compare(state, processes: dict[str, int], workdir: Path, name: str, count: 
         pair.workers.stop_all()
     guard.check("%s worker" % name)
     result = {"objects": count, "object_bytes": size, "queue_processor": queue_processor,
-              "copy_loop": _throughput(baseline), "worker": _throughput(worker),
-              "ratio": round(worker.objects_per_s / baseline.objects_per_s, 3)}
+              "copy_loop": _throughput(baseline), "checked_copy_loop": _throughput(checked),
+              "worker": _throughput(worker),
+              "ratio": round(worker.objects_per_s / baseline.objects_per_s, 3),
+              "ceiling": round(checked.objects_per_s / baseline.objects_per_s, 3),
+              "worker_vs_checked": round(worker.objects_per_s / checked.objects_per_s, 3)}
     say("%s: %s" % (name, json.dumps(result)))
+    return result
+
+
+def _metered(processes: dict[str, int], run) -> Throughput:
+    meter = CpuMeter(dict(processes))
+    meter.start()
+    result = run()
+    result.cpu_s = meter.stop()
     return result
 
 
