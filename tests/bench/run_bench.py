@@ -3,9 +3,9 @@
 Not a test: it measures and prints, it asserts nothing. Phases, each on a fresh sandbox (moto keeps a temp-file
 copy of every object >= 5 MiB per ListObjectVersions until it stops, so big objects never share a sandbox):
 
-  small    N x 4 KiB, same concurrency: the copy loop (the goal's baseline), the checked copy loop (the same plus
-           the target HEAD and, >= 64 MiB, the multipart upload the issue requires: the goal's ceiling here), and
-           the worker (populator scan + processor + status processor)
+  small    N x 4 KiB, same concurrency: the copy loop (the goal's baseline), the checked copy loop (the same
+           plus the target HEAD and, >= 64 MiB, the multipart upload the issue requires: the goal's ceiling when
+           CPU-bound), and the worker (populator scan + processor + status processor)
   big      M x 64 MiB, same comparison
   latency  PUT on the source at a steady rate with SQS notifications -> COMPLETED (replica written) on the target
   rss      peak RSS (VmHWM) of the processor while it copies one big object
@@ -229,8 +229,8 @@ def copy_loop(pair, keys: list[str]) -> Throughput:
 def checked_copy_loop(pair, keys: list[str], size: int) -> Throughput:
     """The copy loop plus what the issue requires of every replica write, still without any queue: a HEAD of the
     key on the target first, and at or above the worker's default threshold a multipart upload (ranged GET ->
-    UploadPart of the worker's default part size, one part after the other). No implementation of the issue can
-    be faster on the same endpoints: this is the goal's ceiling."""
+    UploadPart of the worker's default part size, one part after the other). Where the CPU is the limit, no
+    implementation of the issue can be faster on the same endpoints: this is the goal's ceiling there."""
     bucket = _versioned_target_bucket(pair, "checked-")
 
     def copy(key: str) -> int:

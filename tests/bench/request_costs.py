@@ -1,0 +1,95 @@
+"""CPU per S3 request on the sandbox's moto servers and in a boto3 client, request kind by kind.
+
+Why the throughput goal has a ceiling on the sandbox: server and client share the same 2 cores, so what a copy
+costs is the sum of what its requests cost. Starts a sandbox of its own; asserts nothing.
+
+Usage: .venv/bin/python tests/bench/request_costs.py [--requests 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "worker"))
+
+from botocore.exceptions import ClientError  # noqa: E402
+from crr_worker.aws import make_client  # noqa: E402
+
+from sandbox import lifecycle  # noqa: E402
+from tests.bench.run_bench import CONCURRENCY, _cpu_seconds  # noqa: E402
+
+KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
+
+
+def measure(name: str, server_pid: int, call, keys: list[str]) -> None:
+    """Run call(key) for every key, CONCURRENCY at once; print CPU per request on the server and here."""
+    server, here, started = _cpu_seconds(server_pid), _own_cpu_seconds(), time.monotonic()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(call, keys))
+    count = len(keys)
+    print("%-32s moto %.2f ms/request   client %.2f ms/request   %.1f requests/s" % (
+        name, (_cpu_seconds(server_pid) - server) * 1000 / count, (_own_cpu_seconds() - here) * 1000 / count,
+        count / (time.monotonic() - started)), flush=True)
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args(argv)
+    state_dir = tempfile.mkdtemp(prefix="crr-request-costs-")
+    state = lifecycle.start(state_dir)
+    try:
+        run(state.source, state.target, ["k/%05d" % i for i in range(args.requests)])
+    finally:
+        lifecycle.stop(state_dir)
+    return 0
+
+
+def run(source, target, keys: list[str]) -> None:
+    """The worker's own client settings (crr_worker.aws.make_client), 4 KiB objects, a versioned bucket each side."""
+    src = make_client("s3", source.url, source.region, KEYS, CONCURRENCY, 30)
+    dst = make_client("s3", target.url, target.region, KEYS, CONCURRENCY, 30)
+    for s3 in (src, dst):
+        s3.create_bucket(Bucket="costs")
+        s3.put_bucket_versioning(Bucket="costs", VersioningConfiguration={"Status": "Enabled"})
+    body = os.urandom(4096)
+    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+    versions: dict[str, str] = {}
+
+    def head_missing(key: str) -> None:
+        try:
+            dst.head_object(Bucket="costs", Key=key)
+        except ClientError:
+            pass
+
+    source_pid, target_pid = source.process.pid, target.process.pid
+    measure("PUT (source, seeding)", source_pid,
+            lambda k: versions.__setitem__(k, src.put_object(Bucket="costs", Key=k, Body=body)["VersionId"]), keys)
+    measure("GET", source_pid, lambda k: src.get_object(Bucket="costs", Key=k)["Body"].read(), keys)
+    measure("GET VersionId (worker)", source_pid,
+            lambda k: src.get_object(Bucket="costs", Key=k, VersionId=versions[k])["Body"].read(), keys)
+    measure("HEAD, no such key (check)", target_pid, head_missing, keys)
+    measure("PUT with MD5 and metadata", target_pid,
+            lambda k: dst.put_object(Bucket="costs", Key=k, Body=body, ContentMD5=md5,
+                                     Metadata={"scal-replication-status": "REPLICA",
+                                               "scal-version-id": versions[k]}), keys)
+    measure("HEAD, key there (check)", target_pid, lambda k: dst.head_object(Bucket="costs", Key=k), keys)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
