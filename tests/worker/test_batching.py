@@ -205,3 +205,24 @@ def test_the_tagging_request_is_skipped_only_when_the_get_said_there_are_no_tags
     assert _tags(source, entry, opened(0)) == {} and asked == []
     assert _tags(source, entry, opened(2)) == {"t": "1"} and _tags(source, entry, opened(None)) == {"t": "1"}
     assert asked == ["k", "k"]
+
+
+class LeadershipFor:
+    """Leads for `checks` checks, then has lost it (a standby took over)."""
+
+    def __init__(self, checks: int):
+        self.left = checks
+
+    def check(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def test_a_populator_that_loses_its_leadership_mid_listing_publishes_no_further_version():
+    populator = make_populator(FakeSource({}))
+    populator.leadership = LeadershipFor(checks=3)
+    replication = parse_replication("src", RULES, "aws1")
+    listed = [VersionInfo("src", "k%d" % i, "v%d" % i) for i in range(10)]
+    assert populator._enqueue(replication, listed) == 3
+    sent = [ReplicationEntry.from_kafka(e[3]).key for e in populator.producer.events if e[:2] == ("send", "repl")]
+    assert sent == ["k0", "k1", "k2"]

@@ -12,6 +12,7 @@ from crr_worker.config import WorkerConfig
 
 COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
+POPULATOR_SUFFIX = "-populator"
 FETCH_MIN_BYTES = 64 * 1024
 FETCH_MAX_WAIT_MS = 100
 
@@ -21,11 +22,16 @@ def control_topic(config: WorkerConfig) -> str:
     return config.topic + CONTROL_SUFFIX
 
 
+def populator_topic(config: WorkerConfig) -> str:
+    """The one-partition topic whose holder in the group of the same name is the active populator (leadership)."""
+    return config.topic + POPULATOR_SUFFIX
+
+
 def ensure_topics(config: WorkerConfig) -> None:
     """Create the worker's topics when missing; existing ones are left alone.
 
     Replication and status topics; the ledger, compacted; the control topic, compacted with one partition (a
-    handful of records, read whole).
+    handful of records, read whole); the populators' topic, one partition and never a record.
     """
     partitions = config.kafka.partitions
     create_missing_topics(config, {
@@ -33,6 +39,7 @@ def ensure_topics(config: WorkerConfig) -> None:
         config.status_topic: (partitions, {}),
         config.ledger_topic: (partitions, COMPACTED),
         control_topic(config): (1, COMPACTED),
+        populator_topic(config): (1, {}),
     })
 
 

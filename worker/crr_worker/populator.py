@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
+from crr_worker.leadership import Leadership
 from crr_worker.ledger import LedgerReader, apply_records, known_versions
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
@@ -28,6 +29,7 @@ LOG = logging.getLogger("crr_worker.populator")
 RULES_TTL_S = 30.0
 FLUSH_EVERY = 500
 VANISHED = ("NoSuchKey", "NoSuchVersion", "404")
+STANDBY_CHECK_S = 0.2
 
 
 class PopulatorError(Exception):
@@ -52,17 +54,24 @@ class Populator:
         # bucket -> (its rules, {version ids: rule}) for versions whose rule needed their tags
         self.decisions: dict[str, tuple] = {}
         self.producer = None
+        self.leadership: Leadership | None = None  # None outside run(): scan() then goes through every bucket
         self.ledger: LedgerReader | None = None
         self.published = 0
 
     def run(self) -> None:
-        """Scan at start and every scanIntervalS; between scans, follow the notifications."""
+        """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
+        the notifications. Otherwise stand by, ready to take over."""
         ensure_topics(self.config)
+        self.leadership = Leadership(self.config, self.stop)
         self.producer = make_producer(self.config)
         log(LOG, logging.INFO, "populator started", source=self.config.log_source)
         next_scan = 0.0
         try:
             while not self.stop.is_set():
+                if not self.leadership.check():
+                    next_scan = 0.0  # on taking over, scan first: the previous leader may have stopped mid-way
+                    self.stop.wait(STANDBY_CHECK_S)
+                    continue
                 if time.monotonic() >= next_scan:
                     self.scan()
                     next_scan = time.monotonic() + self.config.source.scan_interval_s
@@ -72,23 +81,31 @@ class Populator:
                     self.handle(batch.changes)
                 batch.checkpoint()
         finally:
+            self.leadership.close()
             self.producer.close(timeout=10)
             if self.ledger is not None:
                 self.ledger.close()
             log(LOG, logging.INFO, "populator stopped", published=self.published)
 
     def scan(self) -> int:
-        """Enqueue every version of every replicated bucket that the ledger does not know; returns how many."""
+        """Enqueue every version of every replicated bucket that the ledger does not know; returns how many.
+
+        A populator that lost its leadership meanwhile stops at the next version it lists.
+        """
         self._learn_from_ledger()
         count = 0
         for bucket in self.source.buckets():
-            if self.stop.is_set():
+            if self.stop.is_set() or not self._leading():
                 break
             replication = self._replication(bucket, fresh=True)
             if replication is not None and replication.enabled:
                 count += self._enqueue(replication, self.source.list_versions(bucket))
         log(LOG, logging.INFO, "scan done", enqueued=count)
         return count
+
+    def _leading(self) -> bool:
+        """Whether this populator may publish: it is the active one, or runs outside run() (no leadership)."""
+        return self.leadership is None or self.leadership.check()
 
     def _learn_from_ledger(self) -> None:
         """Add the versions the ledger learned since the last scan to the known ones: the whole ledger at the first
@@ -142,6 +159,8 @@ class Populator:
         entries: list[ReplicationEntry] = []
         count = 0
         for version in versions:
+            if not self._leading():
+                break  # the new leader's scan lists the rest
             entry = self._entry(replication, version)
             if entry is None:
                 continue
