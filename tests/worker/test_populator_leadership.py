@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.worker.harness import log_records, start_pipeline, target_replicas, wait_for
@@ -9,48 +11,72 @@ from tests.worker.harness import log_records, start_pipeline, target_replicas, w
 pytestmark = pytest.mark.integration
 
 
-def _said(proc, message: str) -> bool:
-    return any(r.get("message") == message for r in log_records(proc))
+def _said(proc, message: str) -> list[dict]:
+    return [r for r in log_records(proc) if r.get("message") == message]
 
 
-def _lead(proc, what: str) -> None:
-    wait_for(lambda: _said(proc, "populator active"), 90, 0.5, what)
+def _start_populators(pair, count: int) -> list:
+    """`count` populators, returned once each is in the group and one of them leads."""
+    populators = [pair.workers.start("populator", name="populator-%d" % n) for n in range(count)]
+    for proc in populators:
+        wait_for(lambda p=proc: _said(p, "populators' group rebalanced"), 90, 0.5, "%s to join" % proc.label)
+    wait_for(lambda: [p for p in populators if _said(p, "populator active")], 60, 0.5, "a populator to lead")
+    return populators
 
 
-def test_one_of_two_populators_publishes_and_the_standby_takes_over_when_the_active_one_is_killed(pair):
+def _leaders(populators) -> list:
+    return [p for p in populators if _said(p, "populator active")]
+
+
+def _replicated_once(pair, keys: list[str]) -> None:
+    pair.wait_all_done(120)
+    copies = target_replicas(pair)
+    assert sorted(r["Key"] for replicas in copies.values() for r in replicas) == sorted(keys)
+
+
+def test_of_three_populators_one_leads_and_after_it_is_killed_one_other(pair):
     pair.source.put_object(Bucket=pair.source_bucket, Key="before", Body=b"1")
     start_pipeline(pair, populator=False)
-    first = pair.workers.start("populator", name="populator-first")
-    _lead(first, "the first populator to become active")
-    second = pair.workers.start("populator", name="populator-second")
-    wait_for(lambda: _said(second, "populator standing by"), 60, 0.5, "the second populator to stand by")
+    populators = _start_populators(pair, 3)
+    pair.source.put_object(Bucket=pair.source_bucket, Key="while-all-run", Body=b"2")
+    _replicated_once(pair, ["before", "while-all-run"])
+    (leader,) = _leaders(populators)
+    standbys = [p for p in populators if p is not leader]
+    assert not any(_said(p, "scan done") for p in standbys), "a standby scanned"
 
-    pair.source.put_object(Bucket=pair.source_bucket, Key="while-both-run", Body=b"2")
-    pair.wait_all_done(120)
-    assert not _said(second, "populator active"), "the second populator took over while the first one ran"
-    assert not _said(second, "scan done"), "the standby scanned"
-
-    first.kill()  # SIGKILL: it cannot leave the group; the standby waits out the session timeout
-    first.wait()
-    _lead(second, "the standby to take over from the killed populator")
+    leader.kill()  # SIGKILL: it cannot leave the group; the others wait out its session timeout
+    leader.wait()
+    wait_for(lambda: _leaders(standbys), 90, 0.5, "a standby to take over from the killed populator")
     pair.source.put_object(Bucket=pair.source_bucket, Key="after-the-crash", Body=b"3")
-    statuses = pair.wait_all_done(120)
-
-    assert {key for key, _ in statuses} >= {"before", "while-both-run", "after-the-crash"}
-    copies = target_replicas(pair)
-    assert sorted(r["Key"] for replicas in copies.values() for r in replicas) == [
-        "after-the-crash", "before", "while-both-run"]
+    _replicated_once(pair, ["before", "while-all-run", "after-the-crash"])
+    assert len(_leaders(standbys)) == 1
 
 
-def test_when_the_active_populator_stops_the_standby_takes_over(pair):
+def test_when_the_active_populator_stops_a_standby_takes_over(pair):
     start_pipeline(pair, populator=False)
-    first = pair.workers.start("populator", name="populator-first")
-    _lead(first, "the first populator to become active")
-    second = pair.workers.start("populator", name="populator-second")
-    wait_for(lambda: _said(second, "populator standing by"), 60, 0.5, "the second populator to stand by")
+    first, second = _start_populators(pair, 2)
+    leader, standby = (first, second) if _said(first, "populator active") else (second, first)
 
-    assert pair.workers.terminate(first) == 0
-    _lead(second, "the standby to take over from the stopped populator")
+    assert pair.workers.terminate(leader) == 0
+    wait_for(lambda: _said(standby, "populator active"), 60, 0.5, "the standby to take over from the stopped one")
     pair.source.put_object(Bucket=pair.source_bucket, Key="after-the-stop", Body=b"1")
-    statuses = pair.wait_all_done(120)
-    assert [key for key, _ in statuses] == ["after-the-stop"]
+    _replicated_once(pair, ["after-the-stop"])
+
+
+def test_a_frozen_leader_stands_by_when_it_wakes_and_publishes_nothing(pair):
+    start_pipeline(pair, populator=False)
+    first, second = _start_populators(pair, 2)
+    leader, standby = (first, second) if _said(first, "populator active") else (second, first)
+
+    leader.send_signal(signal.SIGSTOP)  # no heartbeat, no commit: the group moves the partition
+    try:
+        wait_for(lambda: _said(standby, "populator active"), 60, 0.5, "the standby to take over")
+        pair.source.put_object(Bucket=pair.source_bucket, Key="while-frozen", Body=b"1")
+    finally:
+        leader.send_signal(signal.SIGCONT)
+    woke = _said(leader, "populator active")[-1]["time"]
+    wait_for(lambda: [r for r in _said(leader, "populator standing by") if r["time"] > woke], 60, 0.5,
+             "the woken leader to stand by")
+    _replicated_once(pair, ["while-frozen"])
+    assert pair.workers.terminate(leader) == 0
+    assert _said(leader, "populator stopped")[-1]["published"] == 0, "the woken leader published"

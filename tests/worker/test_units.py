@@ -228,3 +228,18 @@ def test_a_request_still_running_when_the_api_closes_gets_an_error_not_a_new_pro
     with pytest.raises(RuntimeError, match="stopping"):
         api.pause("aws1", True)
     assert api.producer is None
+
+
+def test_a_leadership_lease_runs_from_the_commit_sent_and_a_revocation_ends_it_at_once():
+    from crr_worker.leadership import Lease
+
+    lease = Lease(4.0)
+    assert not lease.valid(0.0)
+    lease.renew(sent_at=10.0)
+    assert lease.valid(13.9) and not lease.valid(14.0)
+    lease.revoke(now=12.0)
+    assert not lease.valid(12.0)
+    lease.renew(sent_at=11.5)  # a commit sent before the partition was revoked does not renew it
+    assert not lease.valid(12.5)
+    lease.renew(sent_at=12.5)
+    assert lease.valid(16.4)

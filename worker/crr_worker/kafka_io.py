@@ -14,7 +14,6 @@ COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
 POPULATOR_SUFFIX = "-populator"
 FETCH_MIN_BYTES = 64 * 1024
-FETCH_MAX_WAIT_MS = 100
 
 
 def control_topic(config: WorkerConfig) -> str:
@@ -79,9 +78,10 @@ def make_producer(config: WorkerConfig) -> KafkaProducer:
 def make_consumer(config: WorkerConfig, group_id: str | None, **options) -> KafkaConsumer:
     """A consumer that never commits by itself: components commit only what is durably done.
 
-    A fetch waits up to FETCH_MAX_WAIT_MS for FETCH_MIN_BYTES of records. With kafka-python's default (answer as
-    soon as one byte is there) a busy topic is read a few records per round trip, and those round trips were
-    most of the broker's CPU in the benchmark (docs/performance.md); 100 ms per hop is the price in latency.
+    A fetch waits for FETCH_MIN_BYTES of records, up to `fetch_max_wait_ms` (kafka-python's default: 500 ms,
+    which the processor lowers to 100). With kafka-python's default minimum (answer as soon as one byte is
+    there) a busy topic is read a few records per round trip, and those round trips were most of the broker's
+    CPU in the benchmark (docs/performance.md). Idle, a consumer asks once per wait, as before.
     """
     return KafkaConsumer(
         bootstrap_servers=list(config.kafka.hosts),
@@ -89,7 +89,6 @@ def make_consumer(config: WorkerConfig, group_id: str | None, **options) -> Kafk
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_min_bytes=FETCH_MIN_BYTES,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         client_id="crr-worker",
         **options,
     )

@@ -6,8 +6,11 @@ heartbeating (a crash: after SESSION_TIMEOUT_MS). Nothing is ever written to the
 partition matters, and the holder pauses it so that it is never fetched. The sticky assignor leaves the
 partition where it is when a standby joins.
 
-Two populators can briefly both act (one that has not polled for max_poll_interval_ms is dropped from the
-group while it finishes its listing); the processors' idempotence check makes that harmless, only wasteful.
+Holding the partition is not enough: kafka-python keeps the assignment of a member cut off from the group
+coordinator, which meanwhile gives the partition to another member. So the holder also commits an offset on
+it about twice a second (the coordinator accepts a commit only from a member of the current generation) and
+leads only within LEASE_S of a commit it sent that succeeded: a cut-off leader stops leading before the
+session timeout can let another member take over.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 
 from kafka import ConsumerRebalanceListener
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
 from crr_worker.kafka_io import make_consumer, populator_topic, wait_for_partitions
@@ -25,34 +29,59 @@ from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.leadership")
 SESSION_TIMEOUT_MS = 10_000  # how long a crashed leader holds on; kafka-python's default is 45 s
-CHECK_EVERY_S = 1.0
-POLL_MS = 20
+HEARTBEAT_INTERVAL_MS = 3_000
+# A cut-off leader's last heartbeat can be one interval before its last commit: the group expires it at the
+# earliest SESSION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS after that commit. The lease ends well before.
+LEASE_S = 4.0
+POLL_MS = 500  # the partition is paused, so each poll waits this long; the group protocol runs inside it
+
+
+class Lease:
+    """Leadership until `expires` (monotonic seconds), counted from when the renewing commit was sent."""
+
+    def __init__(self, duration_s: float):
+        self.duration_s = duration_s
+        self.expires = 0.0
+        self.revoked_at = 0.0
+
+    def renew(self, sent_at: float) -> None:
+        """A commit sent at `sent_at` succeeded; it does not count if the partition was revoked since."""
+        if sent_at > self.revoked_at:
+            self.expires = sent_at + self.duration_s
+
+    def revoke(self, now: float) -> None:
+        self.revoked_at = now
+        self.expires = 0.0
+
+    def valid(self, now: float) -> bool:
+        return now < self.expires
 
 
 class Leadership:
-    """Whether this populator is the active one; check() must be called regularly (it runs the group protocol)."""
+    """Whether this populator is the active one. A thread of its own keeps polling the group (kafka-python moves
+    joins, syncs and heartbeats on only inside a poll, and a member that polls seldom makes the group rebalance
+    again and again) and renews the lease; check() only reads the lease."""
 
     def __init__(self, config: WorkerConfig, stop: threading.Event):
         self.topic = populator_topic(config)
+        self.lease = Lease(LEASE_S)
         self.consumer = make_consumer(config, self.topic, session_timeout_ms=SESSION_TIMEOUT_MS,
+                                      heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
                                       partition_assignment_strategy=(StickyPartitionAssignor,))
-        wait_for_partitions(self.consumer, self.topic, stop)
-        self.consumer.subscribe([self.topic], listener=_PauseAssigned(self.consumer))
-        self.leading: bool | None = None  # unknown until the first check
-        self.checked_at = 0.0
+        try:
+            wait_for_partitions(self.consumer, self.topic, stop)
+            self.consumer.subscribe([self.topic], listener=_HoldPaused(self.consumer, self.lease, self.topic))
+        except BaseException:
+            self.consumer.close(autocommit=False)
+            raise
+        self.leading: bool | None = None  # as last logged
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._keep_up, name="leadership", daemon=True)
+        self.thread.start()
 
     def check(self) -> bool:
-        """True while this populator holds the group's partition; logs each change.
-
-        Each check is a poll of POLL_MS: kafka-python moves the group protocol (join, sync, rebalance) on only
-        within a poll that has time to spare, and a poll with nothing to fetch waits its whole timeout. So the
-        active populator asks at most every CHECK_EVERY_S; a standby, which has nothing else to do, at each call.
-        """
-        if self.leading and time.monotonic() - self.checked_at < CHECK_EVERY_S:
-            return True
-        self.consumer.poll(timeout_ms=POLL_MS)
-        self.checked_at = time.monotonic()
-        leading = bool(self.consumer.assignment())
+        """True while this populator leads; logs each change."""
+        leading = self.lease.valid(time.monotonic())
         if leading != self.leading:
             log(LOG, logging.INFO, "populator active" if leading else "populator standing by", group=self.topic)
             self.leading = leading
@@ -60,16 +89,41 @@ class Leadership:
 
     def close(self) -> None:
         """Leave the group at once, so that a standby takes over without waiting for the session timeout."""
-        self.consumer.close(autocommit=False)
+        self.lease.revoke(time.monotonic())
+        self.closing.set()
+        self.thread.join(timeout=SESSION_TIMEOUT_MS / 1000.0)
+
+    def _keep_up(self) -> None:
+        try:
+            while not self.closing.is_set():
+                self.consumer.poll(timeout_ms=POLL_MS)
+                held = self.consumer.assignment()
+                if not held:
+                    self.lease.revoke(time.monotonic())
+                    continue
+                sent_at = time.monotonic()
+                try:
+                    self.consumer.commit({p: OffsetAndMetadata(0, "", -1) for p in held}, timeout_ms=LEASE_S * 1000)
+                except Exception as exc:  # noqa: BLE001 - any failure means the group may not count us in
+                    self.lease.revoke(time.monotonic())
+                    log(LOG, logging.INFO, "leadership not confirmed", group=self.topic, error=str(exc))
+                    continue
+                self.lease.renew(sent_at)
+        finally:
+            self.consumer.close(autocommit=False)
 
 
-class _PauseAssigned(ConsumerRebalanceListener):
-    def __init__(self, consumer):
-        self.consumer = consumer
+class _HoldPaused(ConsumerRebalanceListener):
+    """Pause the partition when it comes (it is never read); give up the lease the moment it goes."""
+
+    def __init__(self, consumer, lease: Lease, topic: str):
+        self.consumer, self.lease, self.topic = consumer, lease, topic
 
     def on_partitions_revoked(self, revoked):
-        pass
+        if revoked:
+            self.lease.revoke(time.monotonic())
 
     def on_partitions_assigned(self, assigned):
         if assigned:
             self.consumer.pause(*assigned)
+        log(LOG, logging.INFO, "populators' group rebalanced", group=self.topic, holds_partition=bool(assigned))

@@ -62,11 +62,11 @@ class Populator:
         """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
         the notifications. Otherwise stand by, ready to take over."""
         ensure_topics(self.config)
-        self.leadership = Leadership(self.config, self.stop)
-        self.producer = make_producer(self.config)
         log(LOG, logging.INFO, "populator started", source=self.config.log_source)
         next_scan = 0.0
         try:
+            self.producer = make_producer(self.config)
+            self.leadership = Leadership(self.config, self.stop)
             while not self.stop.is_set():
                 if not self.leadership.check():
                     next_scan = 0.0  # on taking over, scan first: the previous leader may have stopped mid-way
@@ -77,12 +77,16 @@ class Populator:
                     next_scan = time.monotonic() + self.config.source.scan_interval_s
                 wait_s = max(0.0, min(5.0, next_scan - time.monotonic()))
                 batch = self.source.read_changes(self.stop, wait_s)
+                if not self._leading():
+                    continue  # not checkpointed: the messages come back to the queue, for the new leader
                 if batch.changes:
                     self.handle(batch.changes)
                 batch.checkpoint()
         finally:
-            self.leadership.close()
-            self.producer.close(timeout=10)
+            if self.leadership is not None:
+                self.leadership.close()  # first: a standby takes over while the rest closes
+            if self.producer is not None:
+                self.producer.close(timeout=10)
             if self.ledger is not None:
                 self.ledger.close()
             log(LOG, logging.INFO, "populator stopped", published=self.published)
@@ -160,7 +164,7 @@ class Populator:
         count = 0
         for version in versions:
             if not self._leading():
-                break  # the new leader's scan lists the rest
+                return count  # the new leader's scan lists the rest, including what was taken and not published
             entry = self._entry(replication, version)
             if entry is None:
                 continue

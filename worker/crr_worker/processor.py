@@ -42,6 +42,7 @@ PUBLISH_RETRY_S = 1.0
 PUBLISH_INTERVAL_S = 0.05  # outcomes finished meanwhile share one produce request (one per poll turn cost the broker)
 BUSY_POLL_MS = 20  # poll timeout while copies are in flight, so that their outcomes are published promptly
 CONTROL_INTERVAL_S = 0.5
+FETCH_WAIT_MS = 100  # entries are fetched in batches, but a lone entry waits no longer than this
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Processor:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
         ensure_topics(self.config)
         self.producer = make_producer(self.config)
-        self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2)
+        self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2,
+                                      fetch_max_wait_ms=FETCH_WAIT_MS)
         wait_for_partitions(self.consumer, self.config.topic, self.stop)
         self.control.load(self.stop)  # a site paused before we started must not fetch anything
         self._follow_control()
