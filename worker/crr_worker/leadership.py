@@ -94,23 +94,28 @@ class Leadership:
         self.thread.join(timeout=SESSION_TIMEOUT_MS / 1000.0)
 
     def _keep_up(self) -> None:
+        """Until closed; an error only costs the lease, and the next turn tries again."""
         try:
             while not self.closing.is_set():
-                self.consumer.poll(timeout_ms=POLL_MS)
-                held = self.consumer.assignment()
-                if not held:
-                    self.lease.revoke(time.monotonic())
-                    continue
-                sent_at = time.monotonic()
                 try:
-                    self.consumer.commit({p: OffsetAndMetadata(0, "", -1) for p in held}, timeout_ms=LEASE_S * 1000)
-                except Exception as exc:  # noqa: BLE001 - any failure means the group may not count us in
+                    self._turn()
+                except Exception as exc:  # noqa: BLE001 - whatever Kafka raises, the group may not count us in
                     self.lease.revoke(time.monotonic())
                     log(LOG, logging.INFO, "leadership not confirmed", group=self.topic, error=str(exc))
-                    continue
-                self.lease.renew(sent_at)
+                    self.closing.wait(POLL_MS / 1000.0)
         finally:
             self.consumer.close(autocommit=False)
+
+    def _turn(self) -> None:
+        """One poll of the group, then a commit on the partition if this member holds it; that renews the lease."""
+        self.consumer.poll(timeout_ms=POLL_MS)
+        held = self.consumer.assignment()
+        if not held:
+            self.lease.revoke(time.monotonic())
+            return
+        sent_at = time.monotonic()
+        self.consumer.commit({p: OffsetAndMetadata(0, "", -1) for p in held}, timeout_ms=LEASE_S * 1000)
+        self.lease.renew(sent_at)
 
 
 class _HoldPaused(ConsumerRebalanceListener):
