@@ -18,6 +18,10 @@ except ImportError:
     AWS_ERRORS = ()  # connection.require_boto3() reports the missing library
 
 
+# The codes S3 servers answer for a bucket that does not exist (HEAD requests carry only the status).
+BUCKET_NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
+
+
 def error_code(exc):
     """The service error code of a ClientError ('NoSuchEntity', ...), or None."""
     response = getattr(exc, "response", None) or {}

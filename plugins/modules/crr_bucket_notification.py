@@ -122,9 +122,8 @@ from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import call  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import BUCKET_NOT_FOUND, call  # noqa: E402
 
-BUCKET_NOT_FOUND = ("NoSuchBucket", "404", "NotFound")
 # GetQueueUrl's answer for a missing queue: the query-protocol code, and the JSON-protocol one.
 QUEUE_NOT_FOUND = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 

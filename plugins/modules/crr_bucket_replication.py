@@ -214,12 +214,11 @@ from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import call  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import BUCKET_NOT_FOUND, call  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.json_file import JsonFileError, load  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.site_config import SiteConfigError, site_types  # noqa: E402
 
-# Error codes S3 servers answer for a missing bucket or a bucket without replication configuration.
-BUCKET_NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
+# Error codes S3 servers answer for a bucket without replication configuration.
 REPLICATION_NOT_FOUND = ("ReplicationConfigurationNotFoundError", "NoSuchReplicationConfiguration")
 
 RULE_OPTIONS = dict(
