@@ -33,18 +33,13 @@ KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 
 def measure(name: str, server_pid: int, call, keys: list[str]) -> None:
     """Run call(key) for every key, CONCURRENCY at once; print CPU per request on the server and here."""
-    server, here, started = _cpu_seconds(server_pid), _own_cpu_seconds(), time.monotonic()
+    server, here, started = _cpu_seconds(server_pid), _cpu_seconds(os.getpid()), time.monotonic()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         list(pool.map(call, keys))
     count = len(keys)
     print("%-32s moto %.2f ms/request   client %.2f ms/request   %.1f requests/s" % (
-        name, (_cpu_seconds(server_pid) - server) * 1000 / count, (_own_cpu_seconds() - here) * 1000 / count,
+        name, (_cpu_seconds(server_pid) - server) * 1000 / count, (_cpu_seconds(os.getpid()) - here) * 1000 / count,
         count / (time.monotonic() - started)), flush=True)
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def main(argv: list[str] | None = None) -> int:
