@@ -1,11 +1,12 @@
-"""The ledger reader on the real broker: a second read returns only what was written since the first."""
+"""The ledger reader on the real broker: a second read returns only what was written since the first, and the
+status processor's standings are the latest of each key."""
 
 from __future__ import annotations
 
 import pytest
-from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
-from crr_worker.ledger import LedgerReader, apply_records, known_versions
+from crr_worker.ledger import LedgerReader, apply_records, known_versions, read_standings
 
 pytestmark = pytest.mark.integration
 
@@ -39,3 +40,14 @@ def test_read_to_end_returns_the_whole_ledger_then_only_new_records(pair):
         reader.close()
     assert sorted((s.entry.version_id, s.status) for s in second) == [("v2", COMPLETED), ("v4", PENDING)]
     assert known_versions(second) == {("s1", "b", "k", "v2"), ("s1", "b", "k", "v4")}
+
+
+def test_read_standings_keeps_the_latest_standing_of_every_ledger_key(pair):
+    config = pair.load()
+    ensure_topics(config)
+    first = statuses(["v1", "v2"], PENDING)
+    done = statuses(["v1"], COMPLETED)
+    write(config, first + done)
+    standings = read_standings(config)
+    assert standings == {key_digest(done[0].ledger_key): done[0].standing,
+                         key_digest(first[1].ledger_key): first[1].standing}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from crr_worker.config import Backoff, RetryPolicy
-from crr_worker.entries import COMPLETED, FAILED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.entries import COMPLETED, FAILED, PENDING, ReplicationEntry, StatusEntry, key_digest
+from crr_worker.ledger import KnownVersions, apply_standings
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, is_retryable
 from crr_worker.rules import parse_replication
 from crr_worker.sources.s3 import _page_versions, parse_notification
@@ -63,6 +65,28 @@ def test_a_retry_generation_supersedes_an_earlier_failure():
     failed = StatusEntry(ENTRY, "aws1", FAILED, reason="x", updated_at=10)
     retried = StatusEntry(ENTRY.for_sites(("aws1",)), "aws1", PENDING)
     assert retried.supersedes(failed) and retried.entry.replay_count == 1
+
+
+def test_standings_follow_the_ledger_records_skipping_what_is_not_a_status_and_honouring_tombstones():
+    pending = StatusEntry(ENTRY, "aws1", PENDING, updated_at=10)
+    done = StatusEntry(ENTRY, "aws1", COMPLETED, target_version_id="t1", updated_at=20)
+    other = StatusEntry(replace(ENTRY, version_id="v2"), "aws1", PENDING, updated_at=10)
+    standings = {}
+    apply_standings(standings, [(pending.ledger_key, pending.to_kafka()[1]), (b"junk", b"not a status"),
+                                (other.ledger_key, other.to_kafka()[1])])
+    assert standings == {key_digest(pending.ledger_key): pending.standing, key_digest(other.ledger_key): other.standing}
+    apply_standings(standings, [(done.ledger_key, done.to_kafka()[1]), (other.ledger_key, None)])
+    assert standings == {key_digest(done.ledger_key): done.standing}
+    assert not pending.standing.outranks(standings[key_digest(done.ledger_key)])
+
+
+def test_known_versions_hold_each_site_and_version_apart():
+    known = KnownVersions()
+    known.add(("aws1", "src", "a", "v1"))
+    known.update([("aws2", "src", "a", "v1"), ("aws1", "src", "a\u0000v", "1")])
+    assert ("aws1", "src", "a", "v1") in known and ("aws2", "src", "a", "v1") in known
+    assert ("aws1", "src", "a", "v2") not in known and ("aws1", "src", "a\u0000", "v1") not in known
+    assert len(known) == 3
 
 
 POLICY = RetryPolicy(max_retries=3, timeout_s=60, backoff=Backoff(min_ms=1, max_ms=2, jitter=0.1, factor=2))

@@ -8,18 +8,52 @@ Message key `<bucket>/<key>` keeps every version of one key on one partition, he
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 VERSION_SEPARATOR = "\u0000"
 PENDING, COMPLETED, FAILED = "PENDING", "COMPLETED", "FAILED"
 STATUSES = (PENDING, COMPLETED, FAILED)
-_RANK = {PENDING: 0, FAILED: 1, COMPLETED: 2}  # within one generation, which status wins (StatusEntry.supersedes)
+_RANK = {PENDING: 0, FAILED: 1, COMPLETED: 2}  # within one generation, which status wins (Standing.outranks)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def ledger_key(site: str, bucket: str, key: str, version_id: str) -> bytes:
+    """Key in the compacted ledger: one record per (site, bucket, key, version)."""
+    return json.dumps([site, bucket, key, version_id]).encode("utf-8")
+
+
+def key_digest(key: bytes) -> bytes:
+    """16 bytes standing for a ledger key in memory, where the populator and the status processor keep one for
+    each version of every replicated bucket (two colliding among 4 billion versions: about 1 in 10**19)."""
+    return hashlib.blake2b(key, digest_size=16).digest()
+
+
+class Standing(NamedTuple):
+    """What decides whether a status replaces another: its generation, its status's rank, its time."""
+
+    enqueued_at: int
+    rank: int
+    updated_at: int
+
+    def outranks(self, current: Standing | None) -> bool:
+        """A later generation (retry, re-enqueue) wins. Within one generation an outcome beats PENDING, since the
+        populator's PENDING may arrive after the processor's outcome, and COMPLETED beats FAILED: two processors
+        may have worked on the same record (a partition moved mid-copy), and once one wrote the replica the
+        version is replicated whatever the other met; otherwise the later status wins."""
+        if current is None:
+            return True
+        if self.enqueued_at != current.enqueued_at:
+            return self.enqueued_at > current.enqueued_at
+        if self.rank != current.rank:
+            return self.rank > current.rank
+        return self.rank != _RANK[PENDING] and self.updated_at >= current.updated_at
 
 
 class EntryError(ValueError):
@@ -146,25 +180,15 @@ class StatusEntry:
 
     @property
     def ledger_key(self) -> bytes:
-        """Key in the compacted ledger: one record per (site, bucket, key, version)."""
-        return json.dumps([self.site, self.entry.bucket, self.entry.key, self.entry.version_id]).encode("utf-8")
+        return ledger_key(self.site, self.entry.bucket, self.entry.key, self.entry.version_id)
+
+    @property
+    def standing(self) -> Standing:
+        return Standing(self.entry.enqueued_at, _RANK[self.status], self.updated_at)
 
     def supersedes(self, current: StatusEntry | None) -> bool:
-        """Whether this status replaces `current` in the ledger.
-
-        A later generation (retry, re-enqueue) wins. Within one generation an outcome beats PENDING, since the
-        populator's PENDING may arrive after the processor's outcome, and COMPLETED beats FAILED: two processors
-        may have worked on the same record (a partition moved mid-copy), and once one wrote the replica the
-        version is replicated whatever the other met; otherwise the later status wins.
-        """
-        if current is None:
-            return True
-        mine, theirs = self.entry.enqueued_at, current.entry.enqueued_at
-        if mine != theirs:
-            return mine > theirs
-        if self.status != current.status:
-            return _RANK[self.status] > _RANK[current.status]
-        return self.status != PENDING and self.updated_at >= current.updated_at
+        """Whether this status replaces `current` in the ledger (Standing.outranks)."""
+        return self.standing.outranks(current.standing if current is not None else None)
 
     def to_kafka(self) -> tuple[bytes, bytes]:
         """(key, value) of this status on the status topic (key `<bucket>/<key>`, like the entry)."""

@@ -19,7 +19,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
-from crr_worker.ledger import LedgerReader, apply_records, known_versions
+from crr_worker.ledger import KnownVersions, LedgerReader, apply_records, known_versions
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import BucketReplication, ReplicationRule
@@ -50,7 +50,7 @@ class Populator:
         self.source = source
         self.stop = stop
         self.rules: dict[str, _CachedRules] = {}
-        self.known: set[tuple[str, str, str, str]] = set()
+        self.known = KnownVersions()
         # bucket -> (its rules, {version ids: rule}) for versions whose rule needed their tags
         self.decisions: dict[str, tuple] = {}
         self.producer = None
@@ -116,7 +116,8 @@ class Populator:
         scan, then only its new records (re-reading all of it every scan costs time that grows with the ledger)."""
         if self.ledger is None:
             self.ledger = LedgerReader(self.config, self.stop)
-        self.known |= known_versions(apply_records({}, self.ledger.read_to_end(self.stop)))
+        for records in self.ledger.batches_to_end(self.stop):
+            self.known.update(known_versions(apply_records({}, records)))
 
     def handle(self, changes: list[Change]) -> int:
         """Enqueue the unknown versions of the keys named by `changes`; returns how many.

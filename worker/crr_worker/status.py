@@ -1,7 +1,7 @@
 """The status processor: outcomes and PENDING marks from the status topic, resolved into the ledger.
 
 Offsets of the status topic are committed only after the ledger writes are acknowledged, so an outcome is
-never lost; replaying one is harmless because `StatusEntry.supersedes` decides which record wins.
+never lost; replaying one is harmless because `Standing.outranks` decides which record wins.
 Also here: re-queueing FAILED versions (`crr-worker retry`), shared by the CLI and the API.
 """
 
@@ -13,21 +13,21 @@ import threading
 from kafka import ConsumerRebalanceListener, KafkaProducer
 
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import PENDING, EntryError, StatusEntry
+from crr_worker.entries import PENDING, EntryError, Standing, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
-from crr_worker.ledger import read_ledger
+from crr_worker.ledger import read_standings
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.status")
 
 
 class StatusProcessor:
-    """Keeps the ledger's view of the partitions it owns and writes each status that supersedes it."""
+    """Keeps what decides which status wins (the ledger's standings) and writes each status that outranks it."""
 
     def __init__(self, config: WorkerConfig, stop: threading.Event):
         self.config = config
         self.stop = stop
-        self.state: dict[bytes, StatusEntry] = {}
+        self.standings: dict[bytes, Standing] = {}
         self.written = 0
 
     def run(self) -> None:
@@ -52,7 +52,7 @@ class StatusProcessor:
 
     def reload(self) -> None:
         """Re-read the ledger: after a rebalance, other members may have written what we now own."""
-        self.state = read_ledger(self.config, self.stop)
+        self.standings = read_standings(self.config, self.stop)
 
     def _resolve(self, value: bytes) -> list[tuple[bytes, bytes]]:
         """The ledger write for one status message: none when the ledger already holds something newer."""
@@ -61,10 +61,11 @@ class StatusProcessor:
         except EntryError as exc:
             log(LOG, logging.WARNING, "ignoring a status message", error=str(exc))
             return []
-        key = status.ledger_key
-        if not status.supersedes(self.state.get(key)):
+        key, standing = status.ledger_key, status.standing
+        digest = key_digest(key)
+        if not standing.outranks(self.standings.get(digest)):
             return []
-        self.state[key] = status
+        self.standings[digest] = standing
         self.written += 1
         return [(key, status.to_kafka()[1])]
 
