@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -54,6 +55,16 @@ class Standing(NamedTuple):
         if self.rank != current.rank:
             return self.rank > current.rank
         return self.rank != _RANK[PENDING] and self.updated_at >= current.updated_at
+
+
+_SITE_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared(sites: tuple[str, ...]) -> tuple[str, ...]:
+    """One object for each tuple of site names, like sys.intern for the strings that every status of a bucket
+    repeats (bucket, sites, destination, role): the API keeps a status per version."""
+    sites = tuple(sys.intern(s) for s in sites)
+    return _SITE_TUPLES.setdefault(sites, sites)
 
 
 class EntryError(ValueError):
@@ -145,18 +156,18 @@ class ReplicationEntry:
             metadata = json.loads(envelope["value"])
             info = metadata.get("replicationInfo") or {}
             entry = cls(
-                bucket=envelope["bucket"],
+                bucket=sys.intern(envelope["bucket"]),
                 key=key,
                 version_id=version_id or metadata.get("versionId", ""),
                 is_delete_marker=bool(metadata.get("isDeleteMarker", False)),
                 size=int(metadata.get("content-length") or 0),
                 etag=metadata.get("content-md5", ""),
                 last_modified=metadata.get("last-modified", ""),
-                sites=tuple(b["site"] for b in info.get("backends", [])),
-                destination=info.get("destination", ""),
-                role=info.get("role", ""),
-                storage_class=info.get("storageClass", ""),
-                storage_type=info.get("storageType", "aws_s3"),
+                sites=_shared(tuple(b["site"] for b in info.get("backends", []))),
+                destination=sys.intern(info.get("destination", "")),
+                role=sys.intern(info.get("role", "")),
+                storage_class=sys.intern(info.get("storageClass", "")),
+                storage_type=sys.intern(info.get("storageType", "aws_s3")),
                 enqueued_at=int(envelope.get("enqueuedAt") or 0),
                 replay_count=int(envelope.get("replayCount") or 0),
             )
@@ -215,8 +226,8 @@ class StatusEntry:
                 raise ValueError("unknown status %r" % status)
             return cls(
                 entry=entry,
-                site=site,
-                status=status,
+                site=sys.intern(site),
+                status=sys.intern(status),
                 reason=envelope.get("reason", ""),
                 target_version_id=backend.get("dataStoreVersionId", ""),
                 updated_at=int(envelope.get("updatedAt") or 0),
