@@ -80,6 +80,13 @@ def test_standings_follow_the_ledger_records_skipping_what_is_not_a_status_and_h
     assert not pending.standing.outranks(standings[key_digest(done.ledger_key)])
 
 
+def test_statuses_read_from_kafka_share_the_strings_every_status_of_a_bucket_repeats():
+    first, second = (StatusEntry.from_kafka(StatusEntry(replace(ENTRY, version_id=v), "aws1", PENDING).to_kafka()[1])
+                     for v in ("v1", "v2"))
+    assert first.entry.sites is second.entry.sites and first.entry.destination is second.entry.destination
+    assert first.entry.role is second.entry.role and first.site is second.site
+
+
 def test_known_versions_hold_each_site_and_version_apart():
     known = KnownVersions()
     known.add(("aws1", "src", "a", "v1"))
