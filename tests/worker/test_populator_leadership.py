@@ -80,3 +80,22 @@ def test_a_frozen_leader_stands_by_when_it_wakes_and_publishes_nothing(pair):
     _replicated_once(pair, ["while-frozen"])
     assert pair.workers.terminate(leader) == 0
     assert _said(leader, "populator stopped")[-1]["published"] == 0, "the woken leader published"
+
+
+def test_a_leader_given_its_partition_back_does_not_scan_again_and_one_taking_over_from_another_does(pair):
+    start_pipeline(pair, populator=False)
+    (first,) = _start_populators(pair, 1)
+    wait_for(lambda: _said(first, "scan done"), 60, 0.5, "the first populator's scan")
+
+    second = pair.workers.start("populator", name="populator-1")
+    wait_for(lambda: _said(second, "populators' group rebalanced"), 90, 0.5, "the second populator to join")
+    # the eager rebalance took the partition from the leader and gave it back
+    wait_for(lambda: len(_said(first, "populators' group rebalanced")) >= 2, 30, 0.5, "the leader's rebalance")
+    assert all(r["holds_partition"] for r in _said(first, "populators' group rebalanced"))
+    pair.source.put_object(Bucket=pair.source_bucket, Key="after-the-join", Body=b"1")
+    _replicated_once(pair, ["after-the-join"])
+    assert len(_said(first, "scan done")) == 1, "the leader listed every bucket again after a rebalance"
+    assert not _said(second, "scan done")
+
+    assert pair.workers.terminate(first) == 0
+    wait_for(lambda: _said(second, "scan done"), 60, 0.5, "the populator that took over to scan")

@@ -274,3 +274,18 @@ def test_a_leadership_lease_runs_from_the_commit_sent_and_a_revocation_ends_it_a
     assert not lease.valid(12.5)
     lease.renew(sent_at=12.5)
     assert lease.valid(16.4)
+
+
+def test_a_lease_is_held_since_a_moment_only_when_it_did_not_lapse_after_it():
+    from crr_worker.leadership import Lease
+
+    lease = Lease(4.0)
+    lease.renew(sent_at=10.0)
+    lease.renew(sent_at=13.0)  # renewed in time: one stretch from 10.0
+    assert lease.held_since(10.0, now=15.0) and not lease.held_since(9.0, now=15.0)
+    lease.renew(sent_at=20.0)  # it had expired at 17.0: a new stretch
+    assert lease.held_since(20.0, now=21.0) and not lease.held_since(15.0, now=21.0)
+    lease.revoke(now=22.0)
+    lease.renew(sent_at=22.5)
+    assert lease.held_since(22.5, now=23.0) and not lease.held_since(21.0, now=23.0)
+    assert not lease.held_since(22.5, now=30.0)  # expired

@@ -11,13 +11,20 @@ coordinator, which meanwhile gives the partition to another member. So the holde
 it about twice a second (the coordinator accepts a commit only from a member of the current generation) and
 leads only within LEASE_S of a commit it sent that succeeded: a cut-off leader stops leading before the
 session timeout can let another member take over.
+
+Each commit carries the member's token, so a member taking the lead reads who led last: when it was itself (a
+rebalance took the partition away for a moment and gave it back), no other populator can have left a scan
+half done, and the active one need not list every bucket again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 
 from kafka import ConsumerRebalanceListener
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -43,11 +50,15 @@ class Lease:
         self.duration_s = duration_s
         self.expires = 0.0
         self.revoked_at = 0.0
+        self.gained_at = 0.0  # start of the current stretch of leadership
 
     def renew(self, sent_at: float) -> None:
         """A commit sent at `sent_at` succeeded; it does not count if the partition was revoked since."""
-        if sent_at > self.revoked_at:
-            self.expires = sent_at + self.duration_s
+        if sent_at <= self.revoked_at:
+            return
+        if sent_at >= self.expires:
+            self.gained_at = sent_at
+        self.expires = sent_at + self.duration_s
 
     def revoke(self, now: float) -> None:
         self.revoked_at = now
@@ -55,6 +66,10 @@ class Lease:
 
     def valid(self, now: float) -> bool:
         return now < self.expires
+
+    def held_since(self, since: float, now: float) -> bool:
+        """Valid now, and without a break since `since`."""
+        return self.valid(now) and self.gained_at <= since
 
 
 class Leadership:
@@ -65,6 +80,8 @@ class Leadership:
     def __init__(self, config: WorkerConfig, stop: threading.Event):
         self.topic = populator_topic(config)
         self.lease = Lease(LEASE_S)
+        self.token = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+        self.followed_another = threading.Event()
         self.consumer = make_consumer(config, self.topic, session_timeout_ms=SESSION_TIMEOUT_MS,
                                       heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
                                       partition_assignment_strategy=(StickyPartitionAssignor,))
@@ -86,6 +103,17 @@ class Leadership:
             log(LOG, logging.INFO, "populator active" if leading else "populator standing by", group=self.topic)
             self.leading = leading
         return leading
+
+    def held_since(self, since: float) -> bool:
+        """Whether this populator led without a break from `since` (time.monotonic()) until now."""
+        return self.lease.held_since(since, time.monotonic())
+
+    def took_over(self) -> bool:
+        """Whether this populator took the lead from another one since the last call (true at the first): the
+        other one may have stopped in the middle of a scan."""
+        took = self.followed_another.is_set()
+        self.followed_another.clear()
+        return took
 
     def close(self) -> None:
         """Leave the group at once, so that a standby takes over without waiting for the session timeout."""
@@ -114,8 +142,15 @@ class Leadership:
             self.lease.revoke(time.monotonic())
             return
         sent_at = time.monotonic()
-        self.consumer.commit({p: OffsetAndMetadata(0, "", -1) for p in held}, timeout_ms=LEASE_S * 1000)
+        if not self.lease.valid(sent_at) and self._last_leader(held) != self.token:
+            self.followed_another.set()
+        self.consumer.commit({p: OffsetAndMetadata(0, self.token, -1) for p in held}, timeout_ms=LEASE_S * 1000)
         self.lease.renew(sent_at)
+
+    def _last_leader(self, held) -> str:
+        """The token of the last member whose commit on the partition succeeded; "" if none ever did."""
+        last = self.consumer.committed(next(iter(held)), metadata=True, timeout_ms=LEASE_S * 1000)
+        return last.metadata if last is not None else ""
 
 
 class _HoldPaused(ConsumerRebalanceListener):

@@ -69,12 +69,12 @@ class Populator:
             self.leadership = Leadership(self.config, self.stop)
             while not self.stop.is_set():
                 if not self.leadership.check():
-                    next_scan = 0.0  # on taking over, scan first: the previous leader may have stopped mid-way
                     self.stop.wait(STANDBY_CHECK_S)
                     continue
+                if self.leadership.took_over():
+                    next_scan = 0.0  # scan first: the previous leader may have stopped mid-way
                 if time.monotonic() >= next_scan:
-                    self.scan()
-                    next_scan = time.monotonic() + self.config.source.scan_interval_s
+                    next_scan = self._scan_on_schedule()
                 wait_s = max(0.0, min(5.0, next_scan - time.monotonic()))
                 batch = self.source.read_changes(self.stop, wait_s)
                 if not self._leading():
@@ -90,6 +90,16 @@ class Populator:
             if self.ledger is not None:
                 self.ledger.close()
             log(LOG, logging.INFO, "populator stopped", published=self.published)
+
+    def _scan_on_schedule(self) -> float:
+        """Scan; returns when to scan next: after scanIntervalS, or at once if leadership lapsed meanwhile (the
+        scan stopped part-way, or another populator may have led). A lapse between scans needs no new one when
+        this populator gets the lead back from itself: the notifications it did not checkpoint come back."""
+        started = time.monotonic()
+        self.scan()
+        if not self.leadership.held_since(started):
+            return 0.0
+        return time.monotonic() + self.config.source.scan_interval_s
 
     def scan(self) -> int:
         """Enqueue every version of every replicated bucket that the ledger does not know; returns how many.
