@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "worker"))
 
 from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry  # noqa: E402
-from crr_worker.ledger import KnownVersions, apply_records, apply_standings, known_versions  # noqa: E402
+from crr_worker.ledger import KnownVersions, apply_records, apply_standings  # noqa: E402
 
 POLL = 500
 
@@ -41,7 +41,7 @@ def ledger_records(count: int) -> list[tuple[bytes, bytes]]:
 def populator(polls):
     known = KnownVersions()
     for records in polls:
-        known.update(known_versions(apply_records({}, records)))
+        known.learn(apply_records({}, records))
     return known
 
 

@@ -98,7 +98,7 @@ def test_a_notification_batch_is_listed_once_and_published_with_one_flush_per_to
 def test_an_event_whose_version_is_already_known_is_not_listed_again():
     source = FakeSource({"a": ["a1"], "b": ["b1"]})
     populator = make_populator(source)
-    populator.known.add(("aws1", "src", "a", "a1"))
+    populator.known.learn([StatusEntry(ReplicationEntry(bucket="src", key="a", version_id="a1"), "aws1", PENDING)])
     assert populator.handle([Change("src", "a", version_id="a1"), Change("src", "b", version_id="b1")]) == 1
     assert source.listed == [["b"]]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
-from crr_worker.ledger import LedgerReader, apply_records, known_versions, read_standings
+from crr_worker.ledger import KnownVersions, LedgerReader, apply_records, read_standings
 
 pytestmark = pytest.mark.integration
 
@@ -24,22 +24,28 @@ def write(config, written: list[StatusEntry]) -> None:
         producer.close(timeout=5)
 
 
-def test_read_to_end_returns_the_whole_ledger_then_only_new_records(pair):
+def read_to_end(reader: LedgerReader) -> list:
+    return [record for records in reader.batches_to_end() for record in records]
+
+
+def test_reading_to_the_end_returns_the_whole_ledger_then_only_new_records(pair):
     config = pair.load()
     ensure_topics(config)
     write(config, statuses(["v1", "v2", "v3"], PENDING))
     reader = LedgerReader(config)
     try:
-        first = apply_records({}, reader.read_to_end())
+        first = apply_records({}, read_to_end(reader))
         assert sorted(s.entry.version_id for s in first) == ["v1", "v2", "v3"]
 
-        assert reader.read_to_end() == []
+        assert read_to_end(reader) == []
         write(config, statuses(["v2"], COMPLETED) + statuses(["v4"], PENDING))
-        second = apply_records({}, reader.read_to_end())
+        second = apply_records({}, read_to_end(reader))
     finally:
         reader.close()
     assert sorted((s.entry.version_id, s.status) for s in second) == [("v2", COMPLETED), ("v4", PENDING)]
-    assert known_versions(second) == {("s1", "b", "k", "v2"), ("s1", "b", "k", "v4")}
+    known = KnownVersions()
+    known.learn(second)
+    assert ("s1", "b", "k", "v2") in known and ("s1", "b", "k", "v4") in known and len(known) == 2
 
 
 def test_read_standings_keeps_the_latest_standing_of_every_ledger_key(pair):

@@ -89,8 +89,9 @@ def test_statuses_read_from_kafka_share_the_strings_every_status_of_a_bucket_rep
 
 def test_known_versions_hold_each_site_and_version_apart():
     known = KnownVersions()
-    known.add(("aws1", "src", "a", "v1"))
-    known.update([("aws2", "src", "a", "v1"), ("aws1", "src", "a\u0000v", "1")])
+    known.learn([StatusEntry(replace(ENTRY, key="a"), "aws1", PENDING)])
+    known.learn([StatusEntry(replace(ENTRY, key="a"), "aws2", COMPLETED),
+                 StatusEntry(replace(ENTRY, key="a\u0000v", version_id="1"), "aws1", FAILED)])
     assert ("aws1", "src", "a", "v1") in known and ("aws2", "src", "a", "v1") in known
     assert ("aws1", "src", "a", "v2") not in known and ("aws1", "src", "a\u0000", "v1") not in known
     assert len(known) == 3

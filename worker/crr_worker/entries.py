@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -60,7 +61,7 @@ class Standing(NamedTuple):
 _SITE_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-def _shared(sites: tuple[str, ...]) -> tuple[str, ...]:
+def _shared(sites: Iterable[str]) -> tuple[str, ...]:
     """One object for each tuple of site names, like sys.intern for the strings that every status of a bucket
     repeats (bucket, sites, destination, role): the API keeps a status per version."""
     sites = tuple(sys.intern(s) for s in sites)
@@ -163,7 +164,7 @@ class ReplicationEntry:
                 size=int(metadata.get("content-length") or 0),
                 etag=metadata.get("content-md5", ""),
                 last_modified=metadata.get("last-modified", ""),
-                sites=_shared(tuple(b["site"] for b in info.get("backends", []))),
+                sites=_shared(b["site"] for b in info.get("backends", [])),
                 destination=sys.intern(info.get("destination", "")),
                 role=sys.intern(info.get("role", "")),
                 storage_class=sys.intern(info.get("storageClass", "")),

@@ -31,10 +31,22 @@ def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeo
 
     Creates no topic (components create theirs at start): a missing ledger topic is waited for up to `timeout_s`.
     """
+    return _read_whole(config, apply_records, stop, timeout_s)
+
+
+def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
+                   ) -> dict[bytes, Standing]:
+    """The standing of every status in the ledger, by key digest (apply_standings), as read_ledger reads it."""
+    return _read_whole(config, apply_standings, stop, timeout_s)
+
+
+def _read_whole(config: WorkerConfig, apply, stop: threading.Event | None, timeout_s: float) -> dict:
+    """apply(state, records) over the ledger to its end, one poll at a time: the records are never all in memory."""
     reader = LedgerReader(config, stop, timeout_s)
     try:
-        state: dict[bytes, StatusEntry] = {}
-        apply_records(state, reader.read_to_end(stop, timeout_s))
+        state: dict = {}
+        for records in reader.batches_to_end(stop, timeout_s):
+            apply(state, records)
         return state
     finally:
         reader.close()
@@ -44,7 +56,7 @@ class LedgerReader:
     """The ledger topic read from its start, knowing where it ended when the reader opened.
 
     read_ledger reads it to that end; the API reads it to that end and then keeps following it; the populator
-    reads what is new at each scan (read_to_end).
+    reads what is new at each scan (batches_to_end).
     """
 
     def __init__(self, config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0):
@@ -67,15 +79,10 @@ class LedgerReader:
         """True once every partition is read up to the end it had when the reader opened."""
         return all(self.consumer.position(p) >= self.ends[p] for p in self.partitions)
 
-    def read_to_end(self, stop: threading.Event | None = None, timeout_s: float = 120.0
-                    ) -> list[tuple[bytes, bytes | None]]:
-        """Every record from where the reader is to the topic's current end (all of it on the first call)."""
-        return [record for records in self.batches_to_end(stop, timeout_s) for record in records]
-
     def batches_to_end(self, stop: threading.Event | None = None, timeout_s: float = 120.0
                        ) -> Iterator[list[tuple[bytes, bytes | None]]]:
-        """read_to_end one poll at a time, for readers that keep less than the records (never the whole ledger
-        in memory at once)."""
+        """Every record from where the reader is to the topic's current end (all of it on the first call), one
+        poll at a time: readers keep less than the records, never the whole ledger in memory at once."""
         self.ends = self.consumer.end_offsets(self.partitions)
         deadline = time.monotonic() + timeout_s
         while not self.caught_up():
@@ -154,23 +161,16 @@ def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str
     return sorted(found, key=lambda s: (s.updated_at, s.entry.bucket, s.entry.key))
 
 
-def known_versions(statuses: Iterable[StatusEntry]) -> set[tuple[str, str, str, str]]:
-    """(site, bucket, key, version id) of every status given, whatever its status."""
-    return {(s.site, s.entry.bucket, s.entry.key, s.entry.version_id) for s in statuses}
-
-
 class KnownVersions:
-    """A set of (site, bucket, key, version id), kept as 16-byte digests: the populator holds one for each version
-    of every replicated bucket (about 100 B each, against 400 B for the strings: tests/bench/ledger_memory.py)."""
+    """The (site, bucket, key, version id) of statuses seen, whatever their status, kept as 16-byte digests of
+    their ledger keys: the populator holds one for each version of every replicated bucket (about 100 B each,
+    against 400 B for the strings: tests/bench/ledger_memory.py)."""
 
     def __init__(self):
         self.digests: set[bytes] = set()
 
-    def add(self, ids: tuple[str, str, str, str]) -> None:
-        self.digests.add(key_digest(ledger_key(*ids)))
-
-    def update(self, many: Iterable[tuple[str, str, str, str]]) -> None:
-        self.digests.update(key_digest(ledger_key(*ids)) for ids in many)
+    def learn(self, statuses: Iterable[StatusEntry]) -> None:
+        self.digests.update(key_digest(s.ledger_key) for s in statuses)
 
     def __contains__(self, ids: tuple[str, str, str, str]) -> bool:
         return key_digest(ledger_key(*ids)) in self.digests
@@ -178,15 +178,3 @@ class KnownVersions:
     def __len__(self) -> int:
         return len(self.digests)
 
-
-def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
-                   ) -> dict[bytes, Standing]:
-    """apply_standings over the whole ledger, one poll at a time: the statuses are never all in memory."""
-    reader = LedgerReader(config, stop, timeout_s)
-    try:
-        standings: dict[bytes, Standing] = {}
-        for records in reader.batches_to_end(stop, timeout_s):
-            apply_standings(standings, records)
-        return standings
-    finally:
-        reader.close()

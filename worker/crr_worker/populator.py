@@ -19,7 +19,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
-from crr_worker.ledger import KnownVersions, LedgerReader, apply_records, known_versions
+from crr_worker.ledger import KnownVersions, LedgerReader, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import BucketReplication, ReplicationRule
@@ -127,7 +127,7 @@ class Populator:
         if self.ledger is None:
             self.ledger = LedgerReader(self.config, self.stop)
         for records in self.ledger.batches_to_end(self.stop):
-            self.known.update(known_versions(apply_records({}, records)))
+            self.known.learn(apply_records({}, records))
 
     def handle(self, changes: list[Change]) -> int:
         """Enqueue the unknown versions of the keys named by `changes`; returns how many.
@@ -258,7 +258,6 @@ class Populator:
         send_all(self.producer, self.config.topic, [e.to_kafka() for e in entries])
         pending = [StatusEntry(e, site, PENDING) for e in entries for site in e.sites]
         send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in pending])
-        for status in pending:
-            self.known.add((status.site, status.entry.bucket, status.entry.key, status.entry.version_id))
+        self.known.learn(pending)
         self.published += len(entries)
         return len(entries)
