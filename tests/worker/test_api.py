@@ -156,6 +156,25 @@ def test_pause_keeps_a_site_pending_and_resume_completes_it(pair):
     assert api.post("/_/crr/pause/no-such-site").status_code == 404
 
 
+def test_a_processor_started_while_its_site_is_paused_starts_paused(pair):
+    api = start_api(pair)
+    assert api.post("/_/crr/pause/%s" % SITE).json()["paused"] is True
+    (processor,) = start_pipeline(pair)
+    wait_for(lambda: any(r.get("message") == "processor started" for r in log_records(processor)), 60, 0.3,
+             "the processor to start")
+    assert any(r.get("message") == "site paused" for r in log_records(processor))
+    for index in range(3):
+        pair.source.put_object(Bucket=pair.source_bucket, Key="held-%d" % index, Body=b"h")
+    wait_for(lambda: len(pair.statuses()) == 3, 60, 0.5, "3 versions queued")
+    time.sleep(5)  # time enough for an unpaused processor to copy 3 small objects several times over
+    assert {s.status for s in pair.statuses().values()} == {"PENDING"}
+    assert target_replicas(pair) == {}
+
+    assert api.post("/_/crr/resume/%s" % SITE).json()["paused"] is False
+    pair.wait_all_done(90)
+    assert len(target_replicas(pair)) == 3
+
+
 def test_a_configured_token_is_required_on_every_route(pair):
     api = start_api(pair, token="s3cret-token")
     for path in ("/_/healthcheck", "/metrics", "/_/crr/failed"):

@@ -82,19 +82,13 @@ class ControlWatch:
                 raise RuntimeError("control topic %s not read to its end" % control_topic(self.config))
             self.refresh(timeout_ms=200)
 
-    def refresh(self, timeout_ms: int = 0) -> list[SiteControl]:
-        """Apply records written since the last call; returns the states that changed."""
-        changed = []
+    def refresh(self, timeout_ms: int = 0) -> None:
+        """Apply records written since the last call; `paused()` then answers with them."""
         for messages in self.consumer.poll(timeout_ms=timeout_ms).values():
             for message in messages:
                 state = SiteControl.from_kafka(message.value) if message.value is not None else None
-                if state is None:
-                    continue
-                previous = self.sites.get(state.site)
-                self.sites[state.site] = state
-                if previous is None or previous.paused != state.paused:
-                    changed.append(state)
-        return changed
+                if state is not None:
+                    self.sites[state.site] = state
 
     def paused(self, site: str) -> bool:
         state = self.sites.get(site)

@@ -231,10 +231,11 @@ class Processor:
 
     def _follow_control(self) -> None:
         """Take up the operator's pause or resume of this site, written by the API on the control topic."""
-        for change in self.control.refresh():
-            if change.site == self.site.site and change.paused != self.paused:
-                self.paused = change.paused
-                log(LOG, logging.INFO, "site paused" if self.paused else "site resumed", site=self.site.site)
+        self.control.refresh()
+        paused = self.control.paused(self.site.site)  # the state, not the changes: load() consumed those
+        if paused != self.paused:
+            self.paused = paused
+            log(LOG, logging.INFO, "site paused" if self.paused else "site resumed", site=self.site.site)
         # The fetch pause itself is _apply_backpressure's, which runs before every poll.
 
     def _apply_backpressure(self) -> bool:
