@@ -45,7 +45,7 @@ INVALID = [
     ("kafka.hosts", "localhost", "kafka.hosts", "host:port"),
     ("kafka.hosts", [], "kafka.hosts", "at least one"),
     ("kafka.partitions", 0, "kafka.partitions", "between 1 and 10000, got 0"),
-    ("queuePopulator.logSource", "kinesis", "queuePopulator.logSource", "one of s3, cloudserver"),
+    ("queuePopulator.logSource", "kinesis", "queuePopulator.logSource", "one of s3, dmd, bucketd"),
     ("queuePopulator.scanIntervalS", "often", "queuePopulator.scanIntervalS", "must be a number"),
     (REPLICATION + ".source", _DELETE, REPLICATION + ".source", "is required"),
     (REPLICATION + ".source.buckets", [], REPLICATION + ".source.buckets", "discovery"),

@@ -15,7 +15,8 @@ from typing import Any
 MIB = 1024 * 1024
 DEFAULT_RETRY_BUDGETS = {"aws_s3": (5, 900), "scality": (5, 300)}
 SITE_TYPES = ("aws_s3", "scality")
-LOG_SOURCES = ("s3", "cloudserver")
+LOG_SOURCES = ("s3", "dmd", "bucketd")  # dmd, bucketd: a CloudServer source (Backbeat's names for its feeds)
+START_FROM = ("oldest", "end")
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * MIB
 
@@ -71,6 +72,29 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class RecordLogConfig:
+    """Where a CloudServer source's change feed is read (`queuePopulator.dmd` or `queuePopulator.bucketd`).
+
+    dmd: the file metadata daemon's record log `log_name`, over REST; bucketd: the logs of `raft_sessions`.
+    `start_from` applies when no checkpoint exists yet: the oldest record still in the log, or its end.
+    """
+
+    host: str
+    port: int
+    https: bool = False
+    log_name: str = "s3-recordlog"
+    raft_sessions: tuple[int, ...] = ()
+    batch_max_read: int = 500
+    poll_interval_s: float = 1.0
+    start_from: str = "oldest"
+    read_timeout_s: float = 30.0
+
+    @property
+    def url(self) -> str:
+        return "%s://%s:%d" % ("https" if self.https else "http", self.host, self.port)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """One replication site of `destination.bootstrapList`."""
 
@@ -84,6 +108,7 @@ class SiteConfig:
     servers: tuple[str, ...] = ()
     default: bool = False
     read_timeout_s: float = 30.0
+    bucket_match: bool = True  # False: keys are stored under `<source bucket>/` in the site's bucket (CloudServer's)
 
 
 @dataclass(frozen=True)
@@ -120,6 +145,7 @@ class WorkerConfig:
     kafka: KafkaConfig
     log_source: str
     source: SourceConfig
+    record_log: RecordLogConfig | None  # set for a CloudServer source (log_source dmd or bucketd)
     sites: tuple[SiteConfig, ...]
     topic: str
     status_topic: str
@@ -128,6 +154,11 @@ class WorkerConfig:
     queue_processor: QueueProcessorConfig
     api: ApiConfig
     log_level: str
+
+    @property
+    def cloudserver_source(self) -> bool:
+        """Whether the source is a CloudServer (its metadata carries the replication decision and the status)."""
+        return self.record_log is not None
 
     def find_site(self, name: str) -> SiteConfig | None:
         """The site called `name`, or None when it is not in the bootstrapList."""
@@ -238,10 +269,13 @@ def parse_config(data: Any) -> WorkerConfig:
     status_section = replication.section("replicationStatusProcessor")
     retry_data = replication.section("queueProcessor").section("retry").data
     explicit = {k: retry_data[k] for k in ("maxRetries", "timeoutS") if k in retry_data}
+    log_source = populator.text("logSource", "s3", choices=LOG_SOURCES)
+    record_log = _record_log(populator, log_source)
     return WorkerConfig(
         kafka=_kafka(root.section("kafka", required=True)),
-        log_source=populator.text("logSource", "s3", choices=LOG_SOURCES),
-        source=_source(replication.section("source", required=True), populator),
+        log_source=log_source,
+        source=_source(replication.section("source", required=True), populator, record_log is None),
+        record_log=record_log,
         sites=_sites(replication.section("destination", required=True), queue_processor.retry, explicit),
         topic=topic,
         status_topic=status_topic,
@@ -292,13 +326,37 @@ def _endpoint(section: _Section, name: str = "endpoint") -> str | None:
     return value
 
 
-def _source(section: _Section, populator: _Section) -> SourceConfig:
+def _record_log(populator: _Section, log_source: str) -> RecordLogConfig | None:
+    """The CloudServer feed's settings for logSource dmd or bucketd; None for an s3 source."""
+    if log_source == "s3":
+        return None
+    feed = populator.section(log_source, required=True)
+    sessions = ()
+    if log_source == "bucketd":
+        sessions = feed.get("raftSessions", list, required=True)
+        if not sessions or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sessions):
+            raise ConfigError(feed.key("raftSessions"), "must list raft session ids (integers), e.g. [1, 2]")
+    return RecordLogConfig(
+        host=feed.text("host", required=True),
+        port=feed.integer("port", 9990 if log_source == "dmd" else 9000, 1, 65535),
+        https=feed.get("https", bool, False),
+        log_name=feed.text("logName", "s3-recordlog"),
+        raft_sessions=tuple(sessions),
+        batch_max_read=populator.integer("batchMaxRead", 500, 1, 10_000),
+        poll_interval_s=populator.number("pollIntervalS", 1.0, 0.05),
+        start_from=populator.text("startFrom", "oldest", choices=START_FROM),
+        read_timeout_s=feed.number("readTimeoutS", 30.0, 1.0),
+    )
+
+
+def _source(section: _Section, populator: _Section, needs_buckets: bool) -> SourceConfig:
+    """`needs_buckets`: an s3 source must be told its buckets; a CloudServer source's log names them."""
     buckets = section.get("buckets", list, [])
     for index, name in enumerate(buckets):
         if not isinstance(name, str) or not name:
             raise ConfigError("%s[%d]" % (section.key("buckets"), index), "must be a bucket name")
     discovery = section.get("discovery", bool, False)
-    if not buckets and not discovery:
+    if needs_buckets and not buckets and not discovery:
         raise ConfigError(section.key("buckets"), "list the source buckets or set discovery: true")
     return SourceConfig(
         endpoint=_endpoint(section),
@@ -373,6 +431,7 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         servers=tuple(str(s) for s in servers),
         default=section.get("default", bool, False),
         read_timeout_s=section.number("readTimeoutS", 30.0, 1.0),
+        bucket_match=section.get("bucketMatch", bool, True),
     )
 
 
