@@ -227,3 +227,22 @@ def test_a_populator_that_loses_its_leadership_mid_listing_publishes_nothing_mor
     assert populator._enqueue(replication, listed) == 4
     sent = [ReplicationEntry.from_kafka(e[3]).key for e in populator.producer.events if e[:2] == ("send", "repl")]
     assert sent == ["k0", "k1", "k2", "k3"]  # the first flush; k4 and k5, taken after it, are left to the leader
+
+
+def test_exact_versions_of_one_key_in_one_batch_are_all_published():
+    populator = make_populator(FakeSource({}))
+    changes = [Change("src", "k", version=VersionInfo("src", "k", v)) for v in ("v1", "v2", "v3")]
+    assert populator.handle(changes) == 3
+    events = populator.producer.events
+    sent = [ReplicationEntry.from_kafka(e[3]).version_id for e in events if e[:2] == ("send", "repl")]
+    assert sent == ["v1", "v2", "v3"]
+
+
+def test_entries_a_source_decided_are_published_as_they_come_without_reading_rules():
+    class NoRules(FakeSource):
+        def replication(self, bucket):
+            raise AssertionError("a decided entry needs no rules")
+
+    populator = make_populator(NoRules({}))
+    entry = ReplicationEntry(bucket="src", key="k", version_id="v1", sites=("aws1",))
+    assert populator.handle([Change("src", "k", entry=entry), Change("src", "k", entry=entry)]) == 2

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 nothing found / failures listed, 2 invalid configuratio
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -85,7 +84,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_config(config: WorkerConfig, args) -> int:
-    print("configuration OK: %d site(s): %s" % (len(config.sites), ", ".join(s.site for s in config.sites)))
+    from crr_worker.registry import problems
+
+    found = problems(config)
+    for problem in found:
+        print("crr-worker: invalid configuration: %s" % problem, file=sys.stderr)
+    if found:
+        return EXIT_CONFIG
+    print("configuration OK: %s source, %d site(s): %s" % (config.log_source, len(config.sites),
+                                                            ", ".join(s.site for s in config.sites)))
     return 0
 
 
@@ -99,35 +106,38 @@ def _stop_on_signals() -> threading.Event:
 
 def _populator(config: WorkerConfig, args) -> int:
     from crr_worker.populator import Populator
+    from crr_worker.registry import make_source
 
     stop = _stop_on_signals()
-    Populator(config, _source(config), stop).run()
+    source = make_source(config)
+    try:
+        Populator(config, source, stop).run()
+    finally:
+        source.close()
     return 0
 
 
 def _processor(config: WorkerConfig, args) -> int:
     from crr_worker.processor import Processor
+    from crr_worker.registry import make_source, make_target
 
     site = config.site(args.site)
-    if site.type != "aws_s3":
-        raise ConfigError("extensions.replication.destination.bootstrapList",
-                          "site %s has type %s; this worker version replicates to aws_s3 sites only"
-                          % (site.site, site.type))
-    from crr_worker.targets.aws_s3 import AwsS3Target
-
+    target = make_target(config, site)
+    source = make_source(config, notifications=False)
     stop = _stop_on_signals()
-    target = AwsS3Target(site, config.queue_processor)
     try:
-        Processor(config, site.site, _source(config, notifications=False), target, stop).run()
+        Processor(config, site.site, source, target, stop).run()
     finally:
         target.close()
+        source.close()
     return 0
 
 
 def _status_processor(config: WorkerConfig, args) -> int:
+    from crr_worker.registry import make_status_sink
     from crr_worker.status import StatusProcessor
 
-    StatusProcessor(config, _stop_on_signals()).run()
+    StatusProcessor(config, _stop_on_signals(), make_status_sink(config)).run()
     return 0
 
 
@@ -136,19 +146,6 @@ def _api(config: WorkerConfig, args) -> int:
 
     serve(config, _stop_on_signals())
     return 0
-
-
-def _source(config: WorkerConfig, notifications: bool = True):
-    """The configured source; `notifications=False` for components that only read versions (no SQS client)."""
-    if config.log_source != "s3":
-        raise ConfigError("queuePopulator.logSource", "%r is not supported by this worker version; use 's3'"
-                          % config.log_source)
-    from crr_worker.sources.s3 import S3Source
-
-    settings = config.source if notifications else dataclasses.replace(config.source, notification_queue_url=None)
-    default = config.default_site()
-    return S3Source(settings, default.site if default else None,
-                    pool=config.queue_processor.concurrency + config.queue_processor.part_concurrency * 2)
 
 
 def _read_ledger(config: WorkerConfig) -> dict:

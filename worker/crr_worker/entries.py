@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from crr_worker.object_md import is_object_md, pending_sites, wire_version_id
+
 VERSION_SEPARATOR = "\u0000"
 PENDING, COMPLETED, FAILED = "PENDING", "COMPLETED", "FAILED"
 STATUSES = (PENDING, COMPLETED, FAILED)
@@ -90,6 +92,19 @@ class ReplicationEntry:
     storage_type: str = "aws_s3"
     enqueued_at: int = field(default_factory=now_ms)
     replay_count: int = 0
+    # What to replicate (Backbeat's replicationInfo.content): DATA and METADATA for a new object version (the
+    # default), METADATA alone for a delete marker or a metadata change (+ PUT_TAGGING / DELETE_TAGGING).
+    content: tuple[str, ...] = ()
+    object_md: str = ""  # the source's whole ObjectMD (JSON), for a CloudServer source; carried as is
+
+    def __post_init__(self):
+        if not self.content:
+            usual = ("METADATA",) if self.is_delete_marker else ("DATA", "METADATA")
+            object.__setattr__(self, "content", _shared(usual))
+
+    @property
+    def metadata_only(self) -> bool:
+        return not self.is_delete_marker and "DATA" not in self.content
 
     @property
     def message_key(self) -> bytes:
@@ -122,7 +137,7 @@ class ReplicationEntry:
             "replicationInfo": {
                 "status": overall,
                 "backends": backends,
-                "content": ["METADATA"] if self.is_delete_marker else ["DATA", "METADATA"],
+                "content": list(self.content),
                 "destination": self.destination,
                 "storageClass": self.storage_class or ",".join(self.sites),
                 "role": self.role,
@@ -131,18 +146,29 @@ class ReplicationEntry:
         }
 
     def to_kafka(self) -> tuple[bytes, bytes]:
-        """(key, value) bytes of this entry on the replication topic."""
-        return self.message_key, json.dumps(self._envelope(self.object_metadata())).encode("utf-8")
+        """(key, value) bytes of this entry on the replication topic; the source's ObjectMD as it came, if any."""
+        envelope = self._envelope(self.object_md or self.object_metadata())
+        if self.object_md:
+            envelope["sites"] = list(self.sites)  # the ObjectMD's backends may name sites this worker does not serve
+        return self.message_key, json.dumps(envelope).encode("utf-8")
 
-    def _envelope(self, metadata: dict) -> dict:
+    def _envelope(self, metadata: dict | str) -> dict:
         return {
             "type": "put",
             "bucket": self.bucket,
             "key": "%s%s%s" % (self.key, VERSION_SEPARATOR, self.version_id),
-            "value": json.dumps(metadata),
+            "value": metadata if isinstance(metadata, str) else json.dumps(metadata),
             "enqueuedAt": self.enqueued_at,
             "replayCount": self.replay_count,
         }
+
+    @classmethod
+    def from_object_md(cls, bucket: str, key: str, object_md: str, sites: tuple[str, ...]) -> ReplicationEntry:
+        """The entry of a source version whose ObjectMD (JSON) carries the decision, for `sites`; EntryError
+        when it is not one."""
+        envelope = {"bucket": bucket, "key": key + VERSION_SEPARATOR, "value": object_md, "sites": list(sites),
+                    "enqueuedAt": now_ms()}
+        return cls._from_envelope(envelope)[0]
 
     @classmethod
     def from_kafka(cls, value: bytes) -> ReplicationEntry:
@@ -156,6 +182,12 @@ class ReplicationEntry:
             key, _, version_id = envelope["key"].partition(VERSION_SEPARATOR)
             metadata = json.loads(envelope["value"])
             info = metadata.get("replicationInfo") or {}
+            full = is_object_md(metadata)
+            if full:  # CloudServer's: its internal version id, in the wire form the worker keeps
+                version_id = wire_version_id(metadata.get("versionId", ""))
+                sites = envelope.get("sites") or pending_sites(metadata)
+            else:
+                sites = [b["site"] for b in info.get("backends", [])]
             entry = cls(
                 bucket=sys.intern(envelope["bucket"]),
                 key=key,
@@ -164,13 +196,15 @@ class ReplicationEntry:
                 size=int(metadata.get("content-length") or 0),
                 etag=metadata.get("content-md5", ""),
                 last_modified=metadata.get("last-modified", ""),
-                sites=_shared(b["site"] for b in info.get("backends", [])),
+                sites=_shared(sites),
                 destination=sys.intern(info.get("destination", "")),
                 role=sys.intern(info.get("role", "")),
                 storage_class=sys.intern(info.get("storageClass", "")),
                 storage_type=sys.intern(info.get("storageType", "aws_s3")),
                 enqueued_at=int(envelope.get("enqueuedAt") or 0),
                 replay_count=int(envelope.get("replayCount") or 0),
+                content=_shared(info.get("content") or ()),
+                object_md=envelope["value"] if full else "",
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryError("not a replication entry: %s" % exc) from exc

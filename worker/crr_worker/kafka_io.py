@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -13,6 +13,7 @@ from crr_worker.config import WorkerConfig
 COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
 POPULATOR_SUFFIX = "-populator"
+CHECKPOINT_SUFFIX = "-checkpoints"
 FETCH_MIN_BYTES = 64 * 1024
 
 
@@ -26,11 +27,16 @@ def populator_topic(config: WorkerConfig) -> str:
     return config.topic + POPULATOR_SUFFIX
 
 
+def checkpoint_topic(config: WorkerConfig) -> str:
+    """The change feed's checkpoints (compacted, one record per log): where the active populator resumes."""
+    return config.topic + CHECKPOINT_SUFFIX
+
+
 def ensure_topics(config: WorkerConfig) -> None:
     """Create the worker's topics when missing; existing ones are left alone.
 
-    Replication and status topics; the ledger, compacted; the control topic, compacted with one partition (a
-    handful of records, read whole); the populators' topic, one partition and never a record.
+    Replication and status topics; the ledger, compacted; the control and checkpoint topics, compacted with
+    one partition (a handful of records, read whole); the populators' topic, one partition and never a record.
     """
     partitions = config.kafka.partitions
     create_missing_topics(config, {
@@ -38,6 +44,7 @@ def ensure_topics(config: WorkerConfig) -> None:
         config.status_topic: (partitions, {}),
         config.ledger_topic: (partitions, COMPACTED),
         control_topic(config): (1, COMPACTED),
+        checkpoint_topic(config): (1, COMPACTED),
         populator_topic(config): (1, {}),
     })
 
@@ -103,6 +110,26 @@ def send_all(producer: KafkaProducer, topic: str, messages: list[tuple[bytes, by
     producer.flush(timeout=timeout_s)
     for future in futures:
         future.get(timeout=timeout_s)
+
+
+def read_compacted(config: WorkerConfig, topic: str, stop, timeout_s: float = 60.0) -> dict[bytes, bytes]:
+    """The latest value of every key of a one-partition compacted topic, read to the end it had when called."""
+    consumer = make_consumer(config, None)
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        end = consumer.end_offsets([partition])[partition]
+        latest: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(partition) < end:
+            if stop.is_set() or time.monotonic() > deadline:
+                raise RuntimeError("topic %s not read to its end" % topic)
+            for messages in consumer.poll(timeout_ms=200).values():
+                latest.update((m.key, m.value) for m in messages)
+        return latest
+    finally:
+        consumer.close(autocommit=False)
 
 
 def wait_for_partitions(consumer: KafkaConsumer, topic: str, stop, timeout_s: float = 60.0) -> None:

@@ -73,6 +73,7 @@ class Populator:
                     continue
                 if self.leadership.took_over():
                     next_scan = 0.0  # scan first: the previous leader may have stopped mid-way
+                    self.source.take_over()  # and resume the feed where it checkpointed
                 if time.monotonic() >= next_scan:
                     next_scan = self._scan_on_schedule()
                 wait_s = max(0.0, min(5.0, next_scan - time.monotonic()))
@@ -138,11 +139,16 @@ class Populator:
         """
         to_list: dict[str, list[str]] = {}
         exact: list[tuple[BucketReplication, VersionInfo]] = []
+        decided: list[ReplicationEntry] = []
         seen = set()
         for change in changes:
-            if (change.bucket, change.key) in seen:
+            if change.entry is not None:
+                decided.append(change.entry)  # the source decided (CloudServer): published in the feed's order
                 continue
-            seen.add((change.bucket, change.key))
+            exact_id = change.version.version_id if change.version else None
+            if (change.bucket, change.key, exact_id) in seen:
+                continue
+            seen.add((change.bucket, change.key, exact_id))
             replication = self._replication(change.bucket)
             if replication is None or not replication.sites_for(change.key):
                 continue
@@ -152,7 +158,7 @@ class Populator:
                 continue  # the listing that enqueued this version also enqueued every older one
             else:
                 to_list.setdefault(change.bucket, []).append(change.key)
-        entries = [e for replication, version in exact if (e := self._entry(replication, version))]
+        entries = decided + [e for replication, version in exact if (e := self._entry(replication, version))]
         for bucket, keys in to_list.items():
             replication = self._replication(bucket)
             for versions in self.source.list_keys_versions(bucket, keys).values():

@@ -20,8 +20,12 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from requests.exceptions import ChunkedEncodingError
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout as RequestsTimeout
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from crr_worker.backbeat_routes import BackbeatError
 from crr_worker.config import RetryPolicy
 
 T = TypeVar("T")
@@ -34,6 +38,7 @@ RETRYABLE_CODES = frozenset({
 NETWORK_ERRORS = (
     ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError,
     ResponseStreamingError, ConnectionError, TimeoutError, Urllib3Error,
+    RequestsConnectionError, RequestsTimeout, ChunkedEncodingError,  # raw-HTTP clients (the /_/backbeat routes)
 )
 
 
@@ -58,6 +63,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether trying again may succeed."""
     if isinstance(exc, RetryableError):
         return True
+    if isinstance(exc, BackbeatError):
+        return exc.retryable
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return error_code(exc) in RETRYABLE_CODES or status >= 500 or status in (408, 429)
@@ -65,9 +72,12 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def error_code(exc: BaseException) -> str:
-    """The S3 error code of a ClientError ("NoSuchKey", "404" for a HEAD); "" for any other exception."""
+    """The S3 error code of a ClientError ("NoSuchKey", "404" for a HEAD) or of a /_/backbeat route's error;
+    "" for any other exception."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
+    if isinstance(exc, BackbeatError):
+        return exc.code
     return ""
 
 

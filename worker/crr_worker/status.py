@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaProducer
 
@@ -17,16 +18,28 @@ from crr_worker.entries import PENDING, EntryError, Standing, StatusEntry, key_d
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
+from crr_worker.retry import describe, is_retryable
 
 LOG = logging.getLogger("crr_worker.status")
+SINK_MAX_BACKOFF_S = 30.0
+
+
+class StatusSink(Protocol):
+    def write(self, status: StatusEntry) -> bool:
+        """Hand one outcome to the source (CloudServer: into the version's metadata); raises on error."""
+
+    def close(self) -> None:
+        """Release connections."""
 
 
 class StatusProcessor:
-    """Keeps what decides which status wins (the ledger's standings) and writes each status that outranks it."""
+    """Keeps what decides which status wins (the ledger's standings) and writes each status that outranks it,
+    then hands each outcome to the source's status sink when it has one."""
 
-    def __init__(self, config: WorkerConfig, stop: threading.Event):
+    def __init__(self, config: WorkerConfig, stop: threading.Event, sink: StatusSink | None = None):
         self.config = config
         self.stop = stop
+        self.sink = sink
         self.standings: dict[bytes, Standing] = {}
         self.written = 0
 
@@ -42,32 +55,58 @@ class StatusProcessor:
                 batch = consumer.poll(timeout_ms=500)
                 if not batch:
                     continue
-                writes = [w for messages in batch.values() for m in messages for w in self._resolve(m.value)]
-                send_all(producer, self.config.ledger_topic, writes)
+                resolved = [s for messages in batch.values() for m in messages if (s := self._resolve(m.value))]
+                send_all(producer, self.config.ledger_topic, [(s.ledger_key, s.to_kafka()[1]) for s in resolved])
+                if self.sink is not None and not self._hand_to_sink([s for s in resolved if s.status != PENDING]):
+                    break  # stopping: not committed, so handed again after the restart
                 consumer.commit()
         finally:
             consumer.close(autocommit=False)
             producer.close(timeout=5)
+            if self.sink is not None:
+                self.sink.close()
             log(LOG, logging.INFO, "status processor stopped", written=self.written)
 
     def reload(self) -> None:
         """Re-read the ledger: after a rebalance, other members may have written what we now own."""
         self.standings = read_standings(self.config, self.stop)
 
-    def _resolve(self, value: bytes) -> list[tuple[bytes, bytes]]:
-        """The ledger write for one status message: none when the ledger already holds something newer."""
+    def _resolve(self, value: bytes) -> StatusEntry | None:
+        """The status to write to the ledger from one status message: None when the ledger holds a newer one."""
         try:
             status = StatusEntry.from_kafka(value)
         except EntryError as exc:
             log(LOG, logging.WARNING, "ignoring a status message", error=str(exc))
-            return []
-        key, standing = status.ledger_key, status.standing
-        digest = key_digest(key)
-        if not standing.outranks(self.standings.get(digest)):
-            return []
-        self.standings[digest] = standing
+            return None
+        digest = key_digest(status.ledger_key)
+        if not status.standing.outranks(self.standings.get(digest)):
+            return None
+        self.standings[digest] = status.standing
         self.written += 1
-        return [(key, status.to_kafka()[1])]
+        return status
+
+    def _hand_to_sink(self, outcomes: list[StatusEntry]) -> bool:
+        """Each outcome to the sink, retried while the error may pass; the batch is committed only after, so a
+        crash hands them again (the sink's writes are idempotent). An error that cannot pass is logged.
+        False when stopped before every outcome was handed."""
+        for status in outcomes:
+            attempt = 0
+            while not self.stop.is_set():
+                try:
+                    self.sink.write(status)
+                    break
+                except Exception as exc:  # noqa: BLE001 - classified right below
+                    if not is_retryable(exc):
+                        log(LOG, logging.ERROR, "cannot write the status back to the source", site=status.site,
+                            bucket=status.entry.bucket, key=status.entry.key,
+                            version_id=status.entry.version_id, status=status.status, error=describe(exc))
+                        break
+                    delay = min(SINK_MAX_BACKOFF_S, 0.5 * 2 ** attempt)
+                    attempt += 1
+                    log(LOG, logging.WARNING, "status write-back failed; retrying", error=describe(exc),
+                        delay_s=delay)
+                    self.stop.wait(delay)
+        return not self.stop.is_set()
 
 
 class _Reload(ConsumerRebalanceListener):

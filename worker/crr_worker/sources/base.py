@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Protocol
 
+from crr_worker.entries import ReplicationEntry
 from crr_worker.rules import BucketReplication
 
 
@@ -29,12 +30,14 @@ class Change:
 
     `version_id` is a hint only (an S3 event's versionId): the key's versions are still listed, so that they are
     enqueued in order whatever order the feed delivers; a hint already known lets the populator skip the listing.
+    `entry` is set by a source that decides itself what to replicate (CloudServer): it is published as is.
     """
 
     bucket: str
     key: str
     version: VersionInfo | None = None
     version_id: str | None = None
+    entry: ReplicationEntry | None = None
 
 
 @dataclass
@@ -79,3 +82,9 @@ class Source(Protocol):
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
         """The version's tags."""
+
+    def take_over(self) -> None:
+        """This populator just became the active one: positions kept in memory may be behind the checkpoints."""
+
+    def close(self) -> None:
+        """Release threads and connections."""

@@ -156,6 +156,13 @@ class S3Source:
         reply = self.s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)
         return {t["Key"]: t["Value"] for t in reply.get("TagSet", [])}
 
+    def take_over(self) -> None:
+        """Nothing to forget: the SQS queue itself keeps what was not deleted."""
+
+    def close(self) -> None:
+        if self.list_pool is not None:
+            self.list_pool.shutdown(wait=False, cancel_futures=True)
+
 
 def parse_notification(body: str) -> list[Change]:
     """Changes named by one SQS message body: an S3 event (maybe wrapped by SNS); test events give none.

@@ -22,6 +22,7 @@ from crr_worker.aws import load_keys, make_client
 from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
+from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
 from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
 from crr_worker.sources.base import Source
 from crr_worker.targets.base import ReplicaWritten
@@ -56,13 +57,22 @@ class AwsS3Target:
             raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % self.site.site)
         return bucket
 
+    def key(self, entry: ReplicationEntry) -> str:
+        """The replica's key: the source key, under `<source bucket>/` when the site has bucketMatch false (so
+        that several source buckets can share one target bucket, as CloudServer's aws_s3 locations do)."""
+        return entry.key if self.site.bucket_match else "%s/%s" % (entry.bucket, entry.key)
+
     def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
         bucket = self.destination(entry)
         if entry.is_delete_marker:
             return self._replicate_delete_marker(bucket, entry, source)
+        if entry.metadata_only:
+            updated = self._replicate_metadata(bucket, entry, source)
+            if updated is not None:
+                return updated
         if entry.size < self.settings.mpu_threshold:
             return self._put_single(bucket, entry, source, stop)
-        existing = self.find_replica(bucket, entry.key, entry.version_id)
+        existing = self.find_replica(bucket, self.key(entry), entry.version_id)
         if existing is not None:
             return ReplicaWritten(existing, skipped=True)
         return self._put_multipart(bucket, entry, source, stop)
@@ -106,13 +116,31 @@ class AwsS3Target:
         A marker has no metadata to recognise it by, so a redelivered marker is known as done when the target's
         latest version is a marker, or is the replica of a source version newer than this marker.
         """
-        latest_id, latest_meta, is_marker = self._head(bucket, entry.key)
+        latest_id, latest_meta, is_marker = self._head(bucket, self.key(entry))
         if is_marker:
             return ReplicaWritten(latest_id or "", skipped=True)
         if latest_meta.get(SOURCE_VERSION_KEY) in _newer_versions(source, entry):
             return ReplicaWritten("", skipped=True)
-        reply = self.s3.delete_object(Bucket=bucket, Key=entry.key)
+        reply = self.s3.delete_object(Bucket=bucket, Key=self.key(entry))
         return ReplicaWritten(reply.get("VersionId") or "")
+
+    def _replicate_metadata(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten | None:
+        """A metadata change of a replicated version: its tags set again on the replica (PUT_TAGGING,
+        DELETE_TAGGING). None when the target holds no replica of the version: it is then copied whole, as
+        Backbeat does."""
+        key = self.key(entry)
+        existing = self.find_replica(bucket, key, entry.version_id)
+        if existing is None:
+            return None
+        if DELETE_TAGGING in entry.content:
+            self.s3.delete_object_tagging(Bucket=bucket, Key=key, VersionId=existing)
+        elif PUT_TAGGING in entry.content:
+            tags = _tags(source, entry, None)
+            self.s3.put_object_tagging(Bucket=bucket, Key=key, VersionId=existing,
+                                       Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        else:
+            return ReplicaWritten(existing, skipped=True)  # nothing an S3 target holds changed (e.g. an ACL)
+        return ReplicaWritten(existing)
 
     def _write_arguments(self, entry: ReplicationEntry, opened, tags: dict) -> dict:
         metadata = {k: v for k, v in opened.metadata.items() if k not in (REPLICA_STATUS_KEY, SOURCE_VERSION_KEY)}
@@ -128,7 +156,7 @@ class AwsS3Target:
         """One PUT. The idempotence check runs while the source GET starts (each is a round trip; across regions
         that is most of a small object's copy time); the body is read only once the check found no replica, and
         is closed unread when it found one."""
-        check = self.checks.submit(self.find_replica, bucket, entry.key, entry.version_id)
+        check = self.checks.submit(self.find_replica, bucket, self.key(entry), entry.version_id)
         try:
             opened = source.open_version(entry.bucket, entry.key, entry.version_id)
         except Exception:
@@ -147,7 +175,7 @@ class AwsS3Target:
         tags = _tags(source, entry, opened)
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(
-                Bucket=bucket, Key=entry.key, Body=spool, ContentLength=opened.size, ContentMD5=md5,
+                Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=md5,
                 **self._write_arguments(entry, opened, tags),
             )
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
@@ -158,18 +186,18 @@ class AwsS3Target:
         head = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0))
         head.body.close()
         tags = _tags(source, entry, head)
-        self._abort_abandoned_uploads(bucket, entry.key)
-        upload = self.s3.create_multipart_upload(Bucket=bucket, Key=entry.key,
+        self._abort_abandoned_uploads(bucket, self.key(entry))
+        upload = self.s3.create_multipart_upload(Bucket=bucket, Key=self.key(entry),
                                                  **self._write_arguments(entry, head, tags))
         upload_id = upload["UploadId"]
         abort = threading.Event()
         try:
             parts = self._upload_parts(bucket, entry, source, upload_id, stop, abort)
-            reply = self.s3.complete_multipart_upload(Bucket=bucket, Key=entry.key, UploadId=upload_id,
+            reply = self.s3.complete_multipart_upload(Bucket=bucket, Key=self.key(entry), UploadId=upload_id,
                                                       MultipartUpload={"Parts": parts})
         except BaseException:
             abort.set()
-            self._abort_upload(bucket, entry.key, upload_id)
+            self._abort_upload(bucket, self.key(entry), upload_id)
             raise
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=entry.size)
 
@@ -200,7 +228,7 @@ class AwsS3Target:
         opened = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=byte_range)
         length = byte_range[1] - byte_range[0] + 1
         with self._spool(opened.body, length, either) as (spool, md5):
-            reply = self.s3.upload_part(Bucket=bucket, Key=entry.key, UploadId=upload_id, PartNumber=number,
+            reply = self.s3.upload_part(Bucket=bucket, Key=self.key(entry), UploadId=upload_id, PartNumber=number,
                                         Body=spool, ContentLength=length, ContentMD5=md5)
         return reply["ETag"]
 
@@ -274,8 +302,11 @@ class _AnyEvent:
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:
-    """The version's tags; no request when the GET already said it has none."""
-    if opened.tag_count == 0:
+    """The version's tags: those of the ObjectMD the entry carries, else read (no request when the GET already
+    said the version has none)."""
+    if entry.object_md:
+        return object_tags(entry.object_md)
+    if opened is not None and opened.tag_count == 0:
         return {}
     return source.version_tags(entry.bucket, entry.key, entry.version_id)
 

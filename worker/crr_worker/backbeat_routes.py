@@ -1,0 +1,110 @@
+"""CloudServer's `/_/backbeat/*` routes over raw HTTP, signed with SigV4 like any S3 request.
+
+boto3 has no operations for these routes, so requests are built here and signed by botocore's S3 signer.
+Errors come back as JSON `{code, message}`; `BackbeatError.retryable` classifies them the way botocore
+classifies S3 errors (5xx, throttling), and connection errors are retried by crr_worker.retry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as SigningKeys
+
+THROTTLING = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
+                        "InternalError"})
+
+
+class BackbeatError(Exception):
+    """A `/_/backbeat` route answered with an error."""
+
+    def __init__(self, status: int, code: str, message: str, route: str):
+        super().__init__("%s: %s (%s %d)" % (code or "HTTP %d" % status, message, route, status))
+        self.status, self.code, self.message, self.route = status, code, message, route
+
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500 or self.status in (408, 429) or self.code in THROTTLING
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route call: what to sign and send."""
+
+    method: str
+    path: str
+    query: dict
+    body: bytes = b""
+    headers: dict | None = None
+
+
+class BackbeatClient:
+    """Calls one CloudServer's backbeat routes with one account's keys (`keys` as crr_worker.aws.load_keys)."""
+
+    def __init__(self, endpoint: str, region: str, keys: dict, pool: int, read_timeout_s: float):
+        if not keys:
+            raise ValueError("the /_/backbeat routes need explicit keys (a credentials file and profile)")
+        self.endpoint = endpoint.rstrip("/")
+        self.region = region
+        self.keys = SigningKeys(keys["aws_access_key_id"], keys["aws_secret_access_key"],
+                                keys.get("aws_session_token"))
+        self.timeout = (5, read_timeout_s)
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def get_metadata(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version's ObjectMD; None when the version (or its key) no longer exists."""
+        try:
+            reply = self.call(Route("GET", _path("metadata", bucket, key), {"versionId": version_id}))
+        except BackbeatError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return json.loads(reply.json()["Body"])
+
+    def put_metadata(self, bucket: str, key: str, version_id: str, metadata: dict,
+                     headers: dict | None = None) -> dict:
+        """Write the version's whole ObjectMD; CloudServer answers with the internal version id."""
+        body = json.dumps(metadata).encode("utf-8")
+        route = Route("PUT", _path("metadata", bucket, key), {"versionId": version_id}, body, headers)
+        return self.call(route).json()
+
+    def call(self, route: Route) -> requests.Response:
+        """Send one signed request; BackbeatError when CloudServer answers with an error."""
+        url = self.endpoint + route.path + ("?" + urlencode(route.query, quote_via=quote) if route.query else "")
+        request = AWSRequest(method=route.method, url=url, data=route.body, headers=dict(route.headers or {}))
+        S3SigV4Auth(self.keys, "s3", self.region).add_auth(request)
+        reply = self.session.request(route.method, url, data=route.body or None, headers=dict(request.headers),
+                                     timeout=self.timeout)
+        if reply.status_code >= 300:
+            raise _error(reply, "%s %s" % (route.method, route.path))
+        return reply
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _path(route: str, bucket: str, key: str) -> str:
+    """`/_/backbeat/<route>/<bucket>/<key>`, the key percent-encoded as S3 does it ('/' kept)."""
+    return "/_/backbeat/%s/%s/%s" % (route, quote(bucket, safe=""), quote(key, safe="/~"))
+
+
+def _error(reply: requests.Response, route: str) -> BackbeatError:
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return BackbeatError(reply.status_code, str(body.get("code", "")), str(body.get("message", reply.reason)), route)

@@ -1,0 +1,76 @@
+"""Which components run a config: the source named by `queuePopulator.logSource`, the target of each site's
+`type`, and the source's status sink. `cli.py` builds components only through here, and `check-config`
+refuses through `problems()` what no component can run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from crr_worker.config import ConfigError, SiteConfig, WorkerConfig
+
+SITES_KEY = "extensions.replication.destination.bootstrapList"
+TARGET_TYPES = ("aws_s3",)
+
+
+def problems(config: WorkerConfig) -> list[ConfigError]:
+    """What the components would refuse at start, found without starting them."""
+    found = []
+    for index, site in enumerate(config.sites):
+        if site.type not in TARGET_TYPES:
+            found.append(ConfigError("%s[%d].type" % (SITES_KEY, index), "site %s has type %s, which this worker "
+                                     "version cannot replicate to (it can: %s)"
+                                     % (site.site, site.type, ", ".join(TARGET_TYPES))))
+    if config.cloudserver_source:
+        source = config.source
+        if source.endpoint is None:
+            found.append(ConfigError("extensions.replication.source.endpoint", "a CloudServer source (logSource %s) "
+                                     "needs its S3 endpoint URL" % config.log_source))
+        if source.credentials.file is None and source.credentials.profile is None:
+            found.append(ConfigError("extensions.replication.source.credentials", "a CloudServer source needs the "
+                                     "replication service account's keys: set file and profile"))
+    return found
+
+
+def make_source(config: WorkerConfig, notifications: bool = True):
+    """The configured source; `notifications=False` for components that only read versions (no feed client)."""
+    pool = config.queue_processor.concurrency + config.queue_processor.part_concurrency * 2
+    if config.cloudserver_source:
+        from crr_worker.sources.cloudserver import CloudServerSource
+
+        return CloudServerSource(config, _change_logs(config) if notifications else [], pool=pool)
+    from crr_worker.sources.s3 import S3Source
+
+    settings = config.source if notifications else dataclasses.replace(config.source, notification_queue_url=None)
+    default = config.default_site()
+    return S3Source(settings, default.site if default else None, pool=pool)
+
+
+def make_target(config: WorkerConfig, site: SiteConfig):
+    """The target writing replicas to `site`; ConfigError when its type has none."""
+    if site.type != "aws_s3":
+        index = config.sites.index(site)
+        raise ConfigError("%s[%d].type" % (SITES_KEY, index), "site %s has type %s; this worker version "
+                          "replicates to %s sites only" % (site.site, site.type, ", ".join(TARGET_TYPES)))
+    from crr_worker.targets.aws_s3 import AwsS3Target
+
+    return AwsS3Target(site, config.queue_processor)
+
+
+def make_status_sink(config: WorkerConfig):
+    """Where outcomes go besides the ledger: into a CloudServer source's metadata; None for an s3 source."""
+    if not config.cloudserver_source:
+        return None
+    from crr_worker.sources.cloudserver_status import CloudServerStatusWriter
+
+    return CloudServerStatusWriter(config)
+
+
+def _change_logs(config: WorkerConfig) -> list:
+    if config.log_source == "dmd":
+        from crr_worker.sources.record_log import DmdRecordLog
+
+        return [DmdRecordLog(config.record_log)]
+    from crr_worker.sources.bucketd_log import BucketdRaftLog
+
+    return [BucketdRaftLog(config.record_log, session) for session in config.record_log.raft_sessions]
