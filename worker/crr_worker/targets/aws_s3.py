@@ -8,10 +8,7 @@ number of parts at a time.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import tempfile
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlencode
@@ -23,12 +20,12 @@ from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
-from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
+from crr_worker.retry import ReplicationFailed, Stopped
 from crr_worker.sources.base import Source
 from crr_worker.targets.base import ReplicaWritten
+from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
 
 LOG = logging.getLogger("crr_worker.targets.aws_s3")
-CHUNK = 1024 * 1024
 REPLICA_STATUS_KEY = "scal-replication-status"
 SOURCE_VERSION_KEY = "scal-version-id"
 MAX_VERSIONS_CHECKED = 50
@@ -175,7 +172,7 @@ class AwsS3Target:
         tags = _tags(source, entry, opened)
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(
-                Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=md5,
+                Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=base64_md5(md5),
                 **self._write_arguments(entry, opened, tags),
             )
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
@@ -222,14 +219,14 @@ class AwsS3Target:
         return [{"PartNumber": n, "ETag": f.result()} for n, f in enumerate(futures, start=1)]
 
     def _copy_part(self, bucket, entry, source, upload_id, number, byte_range, stop, abort) -> str:
-        either = _AnyEvent(stop, abort)
+        either = AnyEvent(stop, abort)
         if either.is_set():
             raise Stopped()
         opened = source.open_version(entry.bucket, entry.key, entry.version_id, byte_range=byte_range)
         length = byte_range[1] - byte_range[0] + 1
         with self._spool(opened.body, length, either) as (spool, md5):
             reply = self.s3.upload_part(Bucket=bucket, Key=self.key(entry), UploadId=upload_id, PartNumber=number,
-                                        Body=spool, ContentLength=length, ContentMD5=md5)
+                                        Body=spool, ContentLength=length, ContentMD5=base64_md5(md5))
         return reply["ETag"]
 
     def _abort_abandoned_uploads(self, bucket: str, key: str) -> None:
@@ -254,51 +251,8 @@ class AwsS3Target:
             log(LOG, logging.WARNING, "could not abort multipart upload", bucket=bucket, key=key,
                 upload_id=upload_id, error=str(exc))
 
-    def _spool(self, body, expected: int, stop) -> _Spool:
-        return _Spool(body, expected, self.settings.spool_memory_bytes, stop)
-
-
-class _Spool:
-    """Copies a stream into a spooled temporary file while computing its MD5; checks length and stop."""
-
-    def __init__(self, body, expected: int, memory_bytes: int, stop):
-        self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
-        self.file = None
-
-    def __enter__(self):
-        self.file = tempfile.SpooledTemporaryFile(max_size=self.memory_bytes)
-        digest = hashlib.md5(usedforsecurity=False)
-        copied = 0
-        try:
-            while True:
-                if self.stop.is_set():
-                    raise Stopped()
-                chunk = self.body.read(CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                self.file.write(chunk)
-                copied += len(chunk)
-        finally:
-            self.body.close()
-        if copied != self.expected:
-            raise RetryableError("source stream ended at %d of %d bytes" % (copied, self.expected))
-        self.file.seek(0)
-        return self.file, base64.b64encode(digest.digest()).decode("ascii")
-
-    def __exit__(self, *exc_info):
-        self.file.close()
-        return False
-
-
-class _AnyEvent:
-    """Set when either event is set: the worker stops, or the upload this part belongs to is given up."""
-
-    def __init__(self, *events: threading.Event):
-        self.events = events
-
-    def is_set(self) -> bool:
-        return any(e.is_set() for e in self.events)
+    def _spool(self, body, expected: int, stop) -> Spool:
+        return Spool(body, expected, self.settings.spool_memory_bytes, stop)
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:

@@ -1,0 +1,66 @@
+"""Source bodies spooled before they are written to a target: bounded memory, MD5 computed on the way.
+
+A signed request over plain HTTP needs a payload it can read twice (once to hash, once to send), and a
+target wants the body's MD5 before it is sent, so each body (or part) is copied into a temporary file that
+keeps at most `memory_bytes` in memory and the rest on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tempfile
+import threading
+
+from crr_worker.retry import RetryableError, Stopped
+
+CHUNK = 1024 * 1024
+
+
+class Spool:
+    """`with Spool(...) as (file, md5)`: the body copied into `file` (rewound), `md5` its digest (bytes).
+    Checks the length read against `expected` and the stop signal between chunks."""
+
+    def __init__(self, body, expected: int, memory_bytes: int, stop):
+        self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
+        self.file = None
+
+    def __enter__(self):
+        self.file = tempfile.SpooledTemporaryFile(max_size=self.memory_bytes)
+        digest = hashlib.md5(usedforsecurity=False)
+        copied = 0
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped()
+                chunk = self.body.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                self.file.write(chunk)
+                copied += len(chunk)
+        finally:
+            self.body.close()
+        if copied != self.expected:
+            raise RetryableError("source stream ended at %d of %d bytes" % (copied, self.expected))
+        self.file.seek(0)
+        return self.file, digest.digest()
+
+    def __exit__(self, *exc_info):
+        self.file.close()
+        return False
+
+
+def base64_md5(md5: bytes) -> str:
+    """Content-MD5 as S3 takes it (CloudServer's /_/backbeat/data takes the hex form instead)."""
+    return base64.b64encode(md5).decode("ascii")
+
+
+class AnyEvent:
+    """Set when any of the events is set: the worker stops, or the object a part belongs to is given up."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
