@@ -7,9 +7,12 @@ classifies S3 errors (5xx, throttling), and connection errors are retried by crr
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from typing import BinaryIO
+from urllib.parse import quote
 
 import requests
 from botocore.auth import S3SigV4Auth
@@ -43,23 +46,30 @@ class Route:
     method: str
     path: str
     query: dict
-    body: bytes = b""
+    body: bytes | BinaryIO = b""
     headers: dict | None = None
 
 
 class BackbeatClient:
-    """Calls one CloudServer's backbeat routes with one account's keys (`keys` as crr_worker.aws.load_keys)."""
+    """Calls one CloudServer's backbeat routes with one account's keys (`keys` as crr_worker.aws.load_keys).
 
-    def __init__(self, endpoint: str, region: str, keys: dict, pool: int, read_timeout_s: float):
+    `endpoints` are the CloudServer's servers (a site's `servers`): requests go round robin, and a server that
+    refuses the connection passes the request to the next one before the error counts as a failed try.
+    """
+
+    def __init__(self, endpoints: list[str] | str, region: str, keys: dict, pool: int, read_timeout_s: float):
         if not keys:
             raise ValueError("the /_/backbeat routes need explicit keys (a credentials file and profile)")
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoints = [e.rstrip("/") for e in ([endpoints] if isinstance(endpoints, str) else endpoints)]
+        self.next_endpoint = itertools.cycle(range(len(self.endpoints)))
+        self.lock = threading.Lock()
         self.region = region
         self.keys = SigningKeys(keys["aws_access_key_id"], keys["aws_secret_access_key"],
                                 keys.get("aws_session_token"))
         self.timeout = (5, read_timeout_s)
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool, max_retries=0)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=len(self.endpoints), pool_maxsize=pool,
+                                                max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -80,19 +90,54 @@ class BackbeatClient:
         route = Route("PUT", _path("metadata", bucket, key), {"versionId": version_id}, body, headers)
         return self.call(route).json()
 
+    def put_data(self, bucket: str, key: str, body: BinaryIO, length: int, md5_hex: str,
+                 canonical_id: str) -> list[dict]:
+        """Store one part's bytes for an object of the account `canonical_id`; its data locations (no metadata
+        is written: an object exists only once put_metadata names them)."""
+        headers = {"x-scal-canonical-id": canonical_id, "content-md5": md5_hex, "content-length": str(length)}
+        return self.call(Route("PUT", _path("data", bucket, key), {"v2": ""}, body, headers)).json()
+
+    def batch_delete(self, locations: list[dict]) -> None:
+        """Delete stored data locations that no metadata names (the parts of a copy given up)."""
+        body = json.dumps({"Locations": locations}).encode("utf-8")
+        self.call(Route("POST", "/_/backbeat/batchdelete", {}, body, {"content-type": "application/json"}))
+
     def call(self, route: Route) -> requests.Response:
         """Send one signed request; BackbeatError when CloudServer answers with an error."""
-        url = self.endpoint + route.path + ("?" + urlencode(route.query, quote_via=quote) if route.query else "")
+        for attempt in range(len(self.endpoints)):
+            with self.lock:
+                endpoint = self.endpoints[next(self.next_endpoint)]
+            if hasattr(route.body, "seek"):
+                route.body.seek(0)
+            try:
+                reply = self._send(endpoint, route)
+            except requests.ConnectionError:
+                if attempt + 1 == len(self.endpoints):
+                    raise
+                continue  # refused or reset before an answer: the next server takes it
+            if reply.status_code >= 300:
+                raise _error(reply, "%s %s" % (route.method, route.path))
+            return reply
+        raise AssertionError("unreachable: no endpoints")
+
+    def _send(self, endpoint: str, route: Route) -> requests.Response:
+        url = endpoint + route.path + _query_string(route.query)
         request = AWSRequest(method=route.method, url=url, data=route.body, headers=dict(route.headers or {}))
         S3SigV4Auth(self.keys, "s3", self.region).add_auth(request)
-        reply = self.session.request(route.method, url, data=route.body or None, headers=dict(request.headers),
-                                     timeout=self.timeout)
-        if reply.status_code >= 300:
-            raise _error(reply, "%s %s" % (route.method, route.path))
-        return reply
+        if hasattr(route.body, "seek"):
+            route.body.seek(0)  # hashing the payload for the signature read it
+        return self.session.request(route.method, url, data=route.body or None, headers=dict(request.headers),
+                                    timeout=self.timeout)
 
     def close(self) -> None:
         self.session.close()
+
+
+def _query_string(query: dict) -> str:
+    """`?a=1&v2`: a parameter with an empty value is sent as a bare flag, as CloudServer's routes write it."""
+    if not query:
+        return ""
+    return "?" + "&".join(quote(k, safe="") + ("=" + quote(v, safe="") if v != "" else "") for k, v in query.items())
 
 
 def _path(route: str, bucket: str, key: str) -> str:

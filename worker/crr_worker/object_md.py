@@ -16,6 +16,7 @@ DATA = "DATA"
 PUT_TAGGING, DELETE_TAGGING = "PUT_TAGGING", "DELETE_TAGGING"
 # CloudServer's status words (the same as the ledger's, plus PROCESSING for a version some sites still wait for)
 PENDING, PROCESSING, COMPLETED, FAILED = "PENDING", "PROCESSING", "COMPLETED", "FAILED"
+REPLICA = "REPLICA"  # the status of a replica's own metadata
 
 
 def wire_version_id(internal: str) -> str:

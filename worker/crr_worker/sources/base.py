@@ -76,9 +76,10 @@ class Source(Protocol):
     def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
         """The versions of each of `keys` (oldest first), as list_versions(bucket, key) gives them."""
 
-    def open_version(self, bucket: str, key: str, version_id: str,
-                     byte_range: tuple[int, int] | None = None) -> SourceObject:
-        """A stream of the version (or of bytes [start, end] of it); a version id never changes content."""
+    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
+                     part_number: int | None = None) -> SourceObject:
+        """A stream of the version (or of bytes [start, end] of it, or of one part of a multipart object); a
+        version id never changes content."""
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
         """The version's tags."""

@@ -14,6 +14,8 @@ import logging
 import threading
 from collections.abc import Iterator
 
+from crr_worker.aws import load_keys
+from crr_worker.backbeat_routes import BackbeatClient
 from crr_worker.checkpoints import Checkpoints
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import VERSION_SEPARATOR, ReplicationEntry
@@ -44,6 +46,7 @@ class CloudServerSource:
         self.checkpoints: Checkpoints | None = None
         self.failures = 0
         self.unserved: set[tuple[str, str]] = set()  # (bucket, site) already warned about
+        self.metadata: BackbeatClient | None = None
 
     # Versions, data and tags: CloudServer's S3 API, read as from any S3 source.
     def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
@@ -52,9 +55,17 @@ class CloudServerSource:
     def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
         return self.s3.list_keys_versions(bucket, keys)
 
-    def open_version(self, bucket: str, key: str, version_id: str,
-                     byte_range: tuple[int, int] | None = None) -> SourceObject:
-        return self.s3.open_version(bucket, key, version_id, byte_range)
+    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
+                     part_number: int | None = None) -> SourceObject:
+        return self.s3.open_version(bucket, key, version_id, byte_range, part_number)
+
+    def object_metadata(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version's ObjectMD, read from the source's /_/backbeat route; None once it no longer exists."""
+        if self.metadata is None:
+            keys = load_keys(self.config.source.credentials, "extensions.replication.source.credentials")
+            self.metadata = BackbeatClient(self.config.source.endpoint, self.config.source.region, keys, 4,
+                                           self.config.source.read_timeout_s)
+        return self.metadata.get_metadata(bucket, key, version_id)
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:
         return self.s3.version_tags(bucket, key, version_id)
@@ -155,6 +166,8 @@ class CloudServerSource:
 
     def close(self) -> None:
         self.s3.close()
+        if self.metadata is not None:
+            self.metadata.close()
         if self.checkpoints is not None:
             self.checkpoints.producer.close(timeout=5)
 

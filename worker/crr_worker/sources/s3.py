@@ -137,9 +137,11 @@ class S3Source:
                 newest_first[version.key].append(version)
         found.update((key, _oldest_first(versions)) for key, versions in newest_first.items())
 
-    def open_version(self, bucket: str, key: str, version_id: str,
-                     byte_range: tuple[int, int] | None = None) -> SourceObject:
+    def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
+                     part_number: int | None = None) -> SourceObject:
         extra = {"Range": "bytes=%d-%d" % byte_range} if byte_range else {}
+        if part_number:
+            extra["PartNumber"] = part_number
         reply = self.s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, **extra)
         headers = {name: reply[name] for name in CARRIED_HEADERS if reply.get(name)}
         return SourceObject(
