@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from crr_worker.config import ConfigError, parse_config, part_size_for
+import yaml
+from crr_worker.config import ConfigError, load_config, parse_config, part_size_for
+
+from tests.playbook import REPO, run_playbook
 
 VALID = {
     "kafka": {"hosts": "127.0.0.1:9092"},
@@ -132,3 +135,198 @@ def test_check_config_of_unparsable_json_exits_2(tmp_path):
     config.write_text("{not json")
     result = crr_worker("check-config", str(config))
     assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------- unknown keys
+
+TYPOS = [
+    ("queuePopulater", {}, "queuePopulater", "'queuePopulator'"),
+    ("kafka.partition", 4, "kafka.partition", "'partitions'"),
+    ("queuePopulator.scanIntervalSecs", 60, "queuePopulator.scanIntervalSecs", "'scanIntervalS'"),
+    (REPLICATION + ".topics", "t", REPLICATION + ".topics", "'topic'"),
+    (REPLICATION + ".source.notificationQueueURL", "http://q", REPLICATION + ".source.notificationQueueURL",
+     "'notificationQueueUrl'"),
+    (SITES + ".0.bucketNmae", "b", SITES + "[0].bucketNmae", "'bucketName'"),
+    (SITES + ".0.credentialProfile", "p", SITES + "[0].credentialProfile", "'credentialsProfile'"),
+    (REPLICATION + ".queueProcessor", {"retry": {"backoff": {"factr": 2}}},
+     REPLICATION + ".queueProcessor.retry.backoff.factr", "'factor'"),
+    # next to Backbeat keys accepted at the same place, a misspelling of a key the worker reads is refused
+    ("log", {"logLevel": "info", "dumpLevel": "error", "loglevel": "debug"}, "log.loglevel", "'logLevel'"),
+    (REPLICATION + ".queueProcessor", {"retryTimeoutS": 300, "concurency": 4},
+     REPLICATION + ".queueProcessor.concurency", "'concurrency'"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,fix", TYPOS, ids=[t[2] for t in TYPOS])
+def test_a_misspelt_key_is_refused_with_its_path_and_the_likely_key(path, value, key, fix):
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change(path, value))
+    assert error.value.key == key
+    assert str(error.value) == "%s: unknown key; did you mean %s?" % (key, fix)
+
+
+def test_an_unknown_key_unlike_any_lists_the_keys_read_there():
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change("api", {"bind": "0.0.0.0"}))
+    assert str(error.value) == "api.bind: unknown key; valid keys: host, port, token"
+
+
+def test_a_backbeat_key_is_accepted_only_at_its_own_place():
+    parse_config(with_change("queuePopulator", {"cronRule": "*/5 * * * * *"}))
+    with pytest.raises(ConfigError, match=r"^cronRule: unknown key"):
+        parse_config(with_change("cronRule", "*/5 * * * * *"))
+
+
+def test_a_misspelt_required_key_is_pointed_at():
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change(REPLICATION + ".destination", {"bootstrapLst": []}))
+    assert str(error.value) == "%s: is required (is 'bootstrapLst' a misspelling?)" % SITES
+
+
+def test_a_site_with_both_credentials_forms_is_refused():
+    with pytest.raises(ConfigError, match=r"bootstrapList\[0\]\.credentials: .*not both"):
+        parse_config(with_change(SITES, [{"site": "aws1", "type": "aws_s3", "credentialsProfile": "p",
+                                          "credentials": {"profile": "q"}}]))
+
+
+def test_path_style_is_checked_though_not_used():
+    with pytest.raises(ConfigError, match=r"bootstrapList\[0\]\.pathStyle: must be a boolean"):
+        parse_config(with_change(SITES + ".0.pathStyle", "yes"))
+
+
+# ------------------------------------------------------------------------------- what the collection writes
+
+
+def test_harness_configs_parse(tmp_path):
+    """The shapes tests/worker/harness.py make_pair writes, with the changes the worker tests make to them."""
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[crr]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    os.chmod(credentials, 0o600)
+    creds = {"file": str(credentials), "profile": "crr"}
+    config = {
+        "kafka": {"hosts": "127.0.0.1:9092", "partitions": 4},
+        "queuePopulator": {"logSource": "s3", "scanIntervalS": 600},
+        "extensions": {"replication": {
+            "source": {"endpoint": "http://127.0.0.1:5000", "region": "us-east-1", "buckets": ["src"],
+                       "notificationQueueUrl": None, "credentials": creds},
+            "destination": {"bootstrapList": [
+                {"site": "aws1", "type": "aws_s3", "endpoint": "http://127.0.0.1:5001", "region": "us-east-1",
+                 "credentials": creds, "bucket": "tgt", "retry": {"maxRetries": 3, "timeoutS": 30}},
+            ]},
+            "topic": "crr-t", "replicationStatusTopic": "crr-t-status", "ledgerTopic": "crr-t-ledger",
+            "replicationStatusProcessor": {"groupId": "crr-t-status-group"},
+            "queueProcessor": {"groupId": "crr-t-group", "concurrency": 8, "mpuThreshold": 5 * 1024 * 1024,
+                               "mpuPartSize": 5 * 1024 * 1024, "partConcurrency": 2},
+        }},
+        "log": {"logLevel": "info"},
+        "api": {"host": "127.0.0.1", "port": 8901, "token": "secret"},
+    }
+    assert parse_config(config).site("aws1").bucket == "tgt"
+    config["extensions"]["replication"]["source"].update(buckets=[], discovery=True)
+    assert parse_config(config).source.discovery
+
+
+def test_the_documented_example_parses(tmp_path):
+    """docs/worker.md's config example, its credentials files made real."""
+    with open(os.path.join(REPO, "docs", "worker.md"), encoding="utf-8") as doc:
+        example = json.loads(doc.read().split("```json\n", 1)[1].split("```", 1)[0])
+    credentials = tmp_path / "credentials"
+    credentials.write_text("")
+    os.chmod(credentials, 0o600)
+    replication = example["extensions"]["replication"]
+    for holder in [replication["source"], *replication["destination"]["bootstrapList"]]:
+        if "credentials" in holder:
+            holder["credentials"]["file"] = str(credentials)
+    assert [s.site for s in parse_config(example).sites] == ["awsbackend", "zenko"]
+
+
+def _scenarios() -> dict:
+    """The variables of every scenario the collection ships: the examples' inventories and molecule's."""
+    def group_vars(*path):
+        with open(os.path.join(REPO, *path), encoding="utf-8") as src:
+            return yaml.safe_load(src)
+    scenarios = {name: group_vars("examples", name, "inventory.yml")["all"]["vars"]
+                 for name in ("sandbox", "scality-to-aws", "scality-to-scality")}
+    scenarios["molecule"] = group_vars("molecule", "default", "molecule.yml")["provisioner"]["inventory"][
+        "group_vars"]["all"]
+    keys = ("crr_source", "crr_sites", "crr_pairs", "crr_kafka_hosts", "crr_worker_extra_config")
+    return {name: {k: v[k] for k in keys if k in v} for name, v in scenarios.items()}
+
+
+@pytest.fixture(scope="module")
+def playbook_configs() -> dict:
+    """Scenario name -> the worker config playbooks/setup-replication.yml gives the worker role, rendered by
+    Ansible from playbooks/vars/derived.yml (one local run, no service)."""
+    scenarios = _scenarios()
+    names = ("crr_source", "crr_sites", "crr_pairs", "crr_kafka_hosts")
+    task_vars = {name: "{{ item.value.%s | default(omit) }}" % name for name in names}
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars_files": [os.path.join(REPO, "playbooks", "vars", "derived.yml")],
+             "tasks": [{"name": "Worker config", "loop": "{{ scenarios | dict2items }}", "vars": task_vars,
+                        "ansible.builtin.debug": {"msg": "{{ crr_worker_base_config | combine("
+                                                         "item.value.crr_worker_extra_config | default({}), "
+                                                         "recursive=True) }}"}}]}]
+    run = run_playbook(play, {
+        "scenarios": scenarios,
+        "crr_notification_queue_url": "http://127.0.0.1:5000/123456789012/crr-events",
+        "crr_sandbox": {"endpoints": {"source": {"url": "http://127.0.0.1:5000"},
+                                      "target": {"url": "http://127.0.0.1:5001"}},
+                        "kafka": {"bootstrap": "127.0.0.1:9092"}},
+        "crr_molecule_api_port": 8901,
+    })
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {r["item"]["key"]: r["msg"] for r in run.result("Worker config")["results"]}
+
+
+@pytest.mark.parametrize("scenario", ["sandbox", "scality-to-aws", "scality-to-scality", "molecule"])
+def test_the_config_the_playbook_writes_parses(playbook_configs, scenario):
+    written = playbook_configs[scenario]
+    config = parse_config(written)
+    assert [s.site for s in config.sites] == [s["name"] for s in _scenarios()[scenario]["crr_sites"]]
+    if scenario == "sandbox":  # crr_endpoint's aws_s3 keys: awsEndpoint, https, bucketName, pathStyle, ...
+        entry = written["extensions"]["replication"]["destination"]["bootstrapList"][0]
+        assert {"awsEndpoint", "https", "bucketName", "bucketMatch", "credentialsProfile", "pathStyle"} <= set(entry)
+        assert config.sites[0].endpoint == "http://127.0.0.1:5001"
+        assert config.source.notification_queue_url and config.source.scan_interval_s == 30
+
+
+# ------------------------------------------------------------------------------------- a Backbeat config
+
+BACKBEAT = os.path.join(REPO, "tests", "fixtures", "backbeat", "config.json")
+
+
+def test_a_backbeat_config_fails_only_for_the_source_endpoint_it_lacks():
+    """Backbeat's keys are accepted; its CloudServer source is given as s3 {host, port}, which this worker does
+    not read: without an endpoint it would read the source from AWS, so the error says what to set."""
+    with pytest.raises(ConfigError) as error:
+        load_config(BACKBEAT)
+    assert error.value.key == REPLICATION + ".source.endpoint"
+    assert "CloudServer source (logSource dmd)" in str(error.value) and "http://127.0.0.1:8000" in str(error.value)
+
+
+def test_a_backbeat_config_given_its_source_endpoint_parses():
+    with open(BACKBEAT, encoding="utf-8") as src:
+        data = json.load(src)
+    data["extensions"]["replication"]["source"]["endpoint"] = "http://127.0.0.1:8000"
+    config = parse_config(data)
+    assert config.log_source == "dmd" and config.record_log.url == "http://127.0.0.1:9990"
+    assert [s.site for s in config.sites] == ["zenko", "us-east-2"]
+    assert config.queue_processor.concurrency == 10
+
+
+def test_the_keys_of_backbeats_shipped_config_are_accepted():
+    """Keys of Backbeat's conf/config.json beyond the fixture's: both feeds, ZooKeeper, probes, metrics, ..."""
+    with open(BACKBEAT, encoding="utf-8") as src:
+        data = json.load(src)
+    replication = data["extensions"]["replication"]
+    replication["source"]["endpoint"] = "http://127.0.0.1:8000"
+    probe = {"bindAddress": "localhost", "port": 4042}
+    data.update(zookeeper={"connectionString": "127.0.0.1:2181/backbeat"}, metrics={"topic": "backbeat-metrics"},
+                server={"host": "127.0.0.1", "port": 8900}, certFilePaths={"key": "", "cert": "", "ca": ""})
+    data["queuePopulator"].update(zookeeperPath="/queue-populator", probeServer=probe,
+                                  bucketd={"host": "127.0.0.1", "port": 9000})
+    replication.update(monitorReplicationFailures=True, monitorReplicationFailureExpiryTimeS=86400,
+                       replayTopics=[{"topicName": "backbeat-replication-replay-0", "retries": 5}])
+    replication["queueProcessor"].update(mpuPartsConcurrency=10, probeServer=[dict(probe, site="zenko")])
+    replication["replicationStatusProcessor"].update(logConsumerMetricsIntervalS=60, probeServer=probe)
+    assert parse_config(data).record_log.port == 9990

@@ -1,13 +1,16 @@
 """The worker's configuration: one Backbeat-shaped JSON file, parsed and validated once into typed objects.
 
 Every error names the offending key (dotted path) so an operator can fix the file without reading code.
+A key no parser reads is refused rather than ignored: a misspelt key would otherwise leave its default in force.
 Nothing else in the worker reads the JSON; components receive these dataclasses.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,25 @@ LOG_SOURCES = ("s3", "dmd", "bucketd")  # dmd, bucketd: a CloudServer source (Ba
 START_FROM = ("oldest", "end")
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 5 * MIB
+
+# Keys real Backbeat configs carry (tests/fixtures/backbeat/config.json, Backbeat's conf/config.json) that this
+# worker has no use for, by place ("[]": any list index). Accepted so a Backbeat config can be copied over,
+# never read. Listed by name, not by wildcard, so a misspelling of a key the worker reads is still refused.
+BACKBEAT_IGNORED = {
+    "": {"zookeeper", "metrics", "server", "certFilePaths"},  # no ZooKeeper, own metrics and API (`api`), no TLS
+    "queuePopulator": {"cronRule", "zookeeperPath", "probeServer"},  # scanIntervalS / pollIntervalS pace it
+    "extensions.replication": {"replicationFailedTopic", "monitorReplicationFailures",
+                               "monitorReplicationFailureExpiryTimeS", "replayTopics"},  # failures: the ledger
+    "extensions.replication.source": {"transport", "s3", "auth"},  # here: endpoint and credentials
+    "extensions.replication.destination": {"transport", "auth"},  # here: per site
+    "extensions.replication.destination.bootstrapList[]": {"echo"},
+    # retryTimeoutS, mpuPartsConcurrency: this worker's are retry.timeoutS and partConcurrency
+    "extensions.replication.queueProcessor": {"retryTimeoutS", "mpuPartsConcurrency", "logConsumerMetricsIntervalS",
+                                              "probeServer"},
+    "extensions.replication.replicationStatusProcessor": {"retryTimeoutS", "concurrency",
+                                                          "logConsumerMetricsIntervalS", "probeServer"},
+    "log": {"dumpLevel"},
+}
 
 
 class ConfigError(Exception):
@@ -180,28 +202,45 @@ class WorkerConfig:
 
 
 class _Section:
-    """A JSON object with its dotted path, so every lookup error can name its key."""
+    """A JSON object with its dotted path, so every lookup error can name its key.
 
-    def __init__(self, data: Any, path: str):
+    Every name asked for (present or not) is recorded in `seen`, by path, shared by all sections of one parse:
+    a key of the document never asked for is unknown (`_refuse_unknown_keys`).
+    """
+
+    def __init__(self, data: Any, path: str, seen: dict | None = None):
         if not isinstance(data, dict):
             raise ConfigError(path or "<root>", "must be an object")
         self.data = data
         self.path = path
+        self.seen = {} if seen is None else seen
+        self.asked = self.seen.setdefault(path, (data, set()))[1]
 
     def key(self, name: str) -> str:
         return "%s.%s" % (self.path, name) if self.path else name
 
+    def accept(self, *names: str) -> None:
+        """Known here but not read in this configuration (e.g. the feed of the other logSource)."""
+        self.asked.update(names)
+
     def section(self, name: str, required: bool = False) -> _Section:
+        self.asked.add(name)
         if name not in self.data:
             if required:
-                raise ConfigError(self.key(name), "is required")
-            return _Section({}, self.key(name))
-        return _Section(self.data[name], self.key(name))
+                self._missing(name)
+            return _Section({}, self.key(name), self.seen)
+        return _Section(self.data[name], self.key(name), self.seen)
+
+    def entries(self, name: str, required: bool = False) -> list[_Section]:
+        """The objects of the list `name`, each named `name[i]`."""
+        items = self.get(name, list, [], required)
+        return [_Section(item, "%s[%d]" % (self.key(name), i), self.seen) for i, item in enumerate(items)]
 
     def get(self, name: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
+        self.asked.add(name)
         if name not in self.data or self.data[name] is None:
             if required:
-                raise ConfigError(self.key(name), "is required")
+                self._missing(name)
             return default
         value = self.data[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -212,6 +251,11 @@ class _Section:
         if not isinstance(value, kinds):
             raise ConfigError(self.key(name), "must be %s, got %s" % (_kind_name(kinds), type(value).__name__))
         return value
+
+    def _missing(self, name: str):
+        """A required key is absent: point at a present key that looks like a misspelling of it."""
+        close = difflib.get_close_matches(name, list(self.data), 1)
+        raise ConfigError(self.key(name), "is required" + (" (is %r a misspelling?)" % close[0] if close else ""))
 
     def number(self, name: str, default: float, minimum: float, maximum: float | None = None) -> float:
         return self._bounded(name, self.get(name, (int, float), default), minimum, maximum)
@@ -256,8 +300,26 @@ def load_config(path: str) -> WorkerConfig:
 
 
 def parse_config(data: Any) -> WorkerConfig:
-    """The validated configuration held in `data` (the decoded JSON document)."""
+    """The validated configuration held in `data` (the decoded JSON document); unknown keys are refused."""
     root = _Section(data, "")
+    config = _worker_config(root)
+    _refuse_unknown_keys(root.seen)
+    return config
+
+
+def _refuse_unknown_keys(seen: dict) -> None:
+    """ConfigError for the first key no parser asked for and not a known Backbeat key ignored at its place."""
+    for path, (data, asked) in seen.items():
+        ignored = BACKBEAT_IGNORED.get(re.sub(r"\[\d+\]", "[]", path), set())
+        for name in data:
+            if name not in asked and name not in ignored:
+                key = "%s.%s" % (path, name) if path else name
+                close = difflib.get_close_matches(name, sorted(asked | ignored), 1)
+                fix = "did you mean %r?" % close[0] if close else "valid keys: %s" % ", ".join(sorted(asked))
+                raise ConfigError(key, "unknown key; " + fix)
+
+
+def _worker_config(root: _Section) -> WorkerConfig:
     replication = root.section("extensions", required=True).section("replication", required=True)
     queue_processor = _queue_processor(replication.section("queueProcessor"))
     populator = root.section("queuePopulator")
@@ -274,7 +336,7 @@ def parse_config(data: Any) -> WorkerConfig:
     return WorkerConfig(
         kafka=_kafka(root.section("kafka", required=True)),
         log_source=log_source,
-        source=_source(replication.section("source", required=True), populator, record_log is None),
+        source=_source(replication.section("source", required=True), populator, log_source),
         record_log=record_log,
         sites=_sites(replication.section("destination", required=True), queue_processor.retry, explicit),
         topic=topic,
@@ -328,6 +390,8 @@ def _endpoint(section: _Section, name: str = "endpoint") -> str | None:
 
 def _record_log(populator: _Section, log_source: str) -> RecordLogConfig | None:
     """The CloudServer feed's settings for logSource dmd or bucketd; None for an s3 source."""
+    # Known whatever the logSource (Backbeat's configs carry both feeds), read only for the feed selected.
+    populator.accept("dmd", "bucketd", "batchMaxRead", "pollIntervalS", "startFrom")
     if log_source == "s3":
         return None
     feed = populator.section(log_source, required=True)
@@ -349,17 +413,23 @@ def _record_log(populator: _Section, log_source: str) -> RecordLogConfig | None:
     )
 
 
-def _source(section: _Section, populator: _Section, needs_buckets: bool) -> SourceConfig:
-    """`needs_buckets`: an s3 source must be told its buckets; a CloudServer source's log names them."""
+def _source(section: _Section, populator: _Section, log_source: str) -> SourceConfig:
+    """An s3 source must be told its buckets (a CloudServer source's log names them), and a CloudServer source
+    (dmd, bucketd) its endpoint: without one boto3 would read from AWS."""
+    cloudserver = log_source != "s3"
     buckets = section.get("buckets", list, [])
     for index, name in enumerate(buckets):
         if not isinstance(name, str) or not name:
             raise ConfigError("%s[%d]" % (section.key("buckets"), index), "must be a bucket name")
     discovery = section.get("discovery", bool, False)
-    if needs_buckets and not buckets and not discovery:
+    if not cloudserver and not buckets and not discovery:
         raise ConfigError(section.key("buckets"), "list the source buckets or set discovery: true")
+    endpoint = _endpoint(section)
+    if cloudserver and endpoint is None:
+        raise ConfigError(section.key("endpoint"), "is required for a CloudServer source (logSource %s): %s"
+                          % (log_source, _cloudserver_endpoint_hint(section.data)))
     return SourceConfig(
-        endpoint=_endpoint(section),
+        endpoint=endpoint,
         region=section.text("region", "us-east-1"),
         credentials=_credentials(section.section("credentials")),
         buckets=tuple(buckets),
@@ -370,12 +440,21 @@ def _source(section: _Section, populator: _Section, needs_buckets: bool) -> Sour
     )
 
 
+def _cloudserver_endpoint_hint(source: dict) -> str:
+    """The URL to set, from Backbeat's `s3: {host, port}` and `transport` when given (not read otherwise)."""
+    s3 = source.get("s3")
+    if isinstance(s3, dict) and "host" in s3 and "port" in s3:
+        scheme = "https" if source.get("transport") == "https" else "http"
+        return "its S3 URL, %s://%s:%s from Backbeat's s3 and transport, which are not read" % (
+            scheme, s3["host"], s3["port"])
+    return "its S3 URL, e.g. http://cloudserver:8000"
+
+
 def _sites(section: _Section, retry: RetryPolicy, explicit: dict) -> tuple[SiteConfig, ...]:
-    items = section.get("bootstrapList", list, required=True)
-    if not items:
+    entries = section.entries("bootstrapList", required=True)
+    if not entries:
         raise ConfigError(section.key("bootstrapList"), "must name at least one site")
-    path = section.key("bootstrapList")
-    sites = [_site(_Section(item, "%s[%d]" % (path, i)), retry, explicit) for i, item in enumerate(items)]
+    sites = [_site(entry, retry, explicit) for entry in entries]
     names = [s.site for s in sites]
     for index, name in enumerate(names):
         if names.index(name) != index:
@@ -386,13 +465,18 @@ def _sites(section: _Section, retry: RetryPolicy, explicit: dict) -> tuple[SiteC
 
 
 def _site_endpoint(section: _Section) -> str | None:
-    """`endpoint` (a URL), or CloudServer's location names `awsEndpoint` (host[:port]) with `https`."""
-    if "endpoint" in section.data or "awsEndpoint" not in section.data:
-        return _endpoint(section)
+    """`endpoint` (a URL), or CloudServer's location names `awsEndpoint` (host[:port]) with `https`.
+
+    All three are read whichever applies: crr_endpoint writes `https` on every aws_s3 entry and keeps an
+    `endpoint` written by hand next to the `awsEndpoint` it writes."""
+    endpoint = _endpoint(section)
     host = section.text("awsEndpoint")
+    https = section.get("https", bool, True)
+    if endpoint is not None or host is None:
+        return endpoint
     if host.startswith(("http://", "https://")):
         return host
-    return "%s://%s" % ("https" if section.get("https", bool, True) else "http", host)
+    return "%s://%s" % ("https" if https else "http", host)
 
 
 def _site_credentials(section: _Section) -> Credentials:
@@ -402,9 +486,13 @@ def _site_credentials(section: _Section) -> Credentials:
     if isinstance(given, dict) and ("accessKey" in given or "secretKey" in given):
         raise ConfigError(section.key("credentials"), "keys inline in the config are not read (the file is "
                           "group-readable): put them in the 0600 credentials file and set credentialsProfile")
-    if "credentialsProfile" in section.data:
-        return Credentials(profile=section.text("credentialsProfile"))
-    return _credentials(section.section("credentials"))
+    profile = section.text("credentialsProfile")
+    credentials = _credentials(section.section("credentials"))
+    if profile is None:
+        return credentials
+    if credentials != Credentials():
+        raise ConfigError(section.key("credentials"), "give credentials or credentialsProfile, not both")
+    return Credentials(profile=profile)
 
 
 def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
@@ -420,6 +508,9 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
     # queueProcessor.retry sets the budget of every site when given; otherwise the site type's default applies.
     base = RetryPolicy(explicit.get("maxRetries", tries), explicit.get("timeoutS", timeout), retry.backoff)
     own_retry = _retry(section.section("retry"), base)
+    # pathStyle (crr_endpoint writes it for CloudServer's location) is checked but not used: the worker always
+    # addresses buckets path-style (aws.make_client), which AWS and S3-compatible servers both accept.
+    section.get("pathStyle", bool)
     return SiteConfig(
         site=name,
         type=kind,
