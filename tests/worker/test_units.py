@@ -290,3 +290,48 @@ def test_a_lease_is_held_since_a_moment_only_when_it_did_not_lapse_after_it():
     lease.renew(sent_at=22.5)
     assert lease.held_since(22.5, now=23.0) and not lease.held_since(21.0, now=23.0)
     assert not lease.held_since(22.5, now=30.0)  # expired
+
+
+class _RecordingProducer:
+    def __init__(self):
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic, key=None, value=None):
+        self.sent.append((topic, key))
+        return type("Acknowledged", (), {"get": lambda self, timeout=None: None})()
+
+    def flush(self, timeout=None):
+        pass
+
+
+class _EveryBucketReplicates:
+    """A source whose every bucket replicates all its keys, each key with one version."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def replication(self, bucket):
+        self.asked.append(bucket)
+        return parse_replication(bucket, {"Role": "r", "Rules": [{"Filter": {"Prefix": ""}, "Status": "Enabled",
+                                                                   "Destination": {"Bucket": "arn:aws:s3:::t"}}]},
+                                 "aws1")
+
+    def list_keys_versions(self, bucket, keys):
+        from crr_worker.sources.base import VersionInfo
+
+        return {key: [VersionInfo(bucket, key, "v1")] for key in keys}
+
+
+def test_notifications_of_buckets_outside_source_buckets_are_ignored():
+    from crr_worker.config import parse_config
+    from crr_worker.populator import Populator
+    from crr_worker.sources.base import Change
+
+    config = parse_config({"kafka": {"hosts": "127.0.0.1:9092"}, "extensions": {"replication": {
+        "source": {"buckets": ["src"]}, "destination": {"bootstrapList": [{"site": "aws1", "type": "aws_s3"}]}}}})
+    source = _EveryBucketReplicates()
+    populator = Populator(config, source, threading.Event())
+    populator.producer = _RecordingProducer()
+    assert populator.handle([Change("other", "k"), Change("src", "k"), Change("other", "j", version_id="v1")]) == 1
+    assert {key for topic, key in populator.producer.sent if topic == config.topic} == {b"src/k"}
+    assert "other" not in source.asked  # not even its rules are read

@@ -57,6 +57,7 @@ class Populator:
         self.leadership: Leadership | None = None  # None outside run(): scan() then goes through every bucket
         self.ledger: LedgerReader | None = None
         self.published = 0
+        self.ignored_buckets: set[str] = set()  # named by changes but outside source.buckets (logged once each)
 
     def run(self) -> None:
         """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
@@ -142,6 +143,8 @@ class Populator:
         decided: list[ReplicationEntry] = []
         seen = set()
         for change in changes:
+            if not self._in_scope(change.bucket):
+                continue
             if change.entry is not None:
                 decided.append(change.entry)  # the source decided (CloudServer): published in the feed's order
                 continue
@@ -167,6 +170,18 @@ class Populator:
         for start in range(0, len(entries), FLUSH_EVERY):
             count += self._publish(entries[start:start + FLUSH_EVERY])
         return count
+
+    def _in_scope(self, bucket: str) -> bool:
+        """Whether `bucket` is one of `source.buckets` (any bucket when none are listed: discovery). A notification
+        queue may carry events of other buckets (a shared queue, a bucket configured by hand): they are ignored,
+        logged once per bucket."""
+        scope = self.config.source.buckets
+        if not scope or bucket in scope:
+            return True
+        if bucket not in self.ignored_buckets:
+            self.ignored_buckets.add(bucket)
+            log(LOG, logging.WARNING, "ignoring changes of a bucket not in source.buckets", bucket=bucket)
+        return False
 
     def _replication(self, bucket: str, fresh: bool = False) -> BucketReplication | None:
         cached = self.rules.get(bucket)
