@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 
 from crr_worker.config import ConfigError, WorkerConfig, load_config
 from crr_worker.logs import setup
@@ -80,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--site")
     retry.add_argument("--all", action="store_true")
     retry.set_defaults(run=_retry, config_file=None)
+
+    resync = commands.add_parser("resync", help="re-queue a CloudServer bucket's versions whose metadata is "
+                                 "PENDING or FAILED (versions written before the populator read the log)")
+    resync.add_argument("--bucket", required=True, help="the source bucket whose versions to read")
+    resync.add_argument("--site", help="only this site (default: every site of the config)")
+    resync.add_argument("--since", type=_iso8601, help="only versions last modified at or after this ISO 8601 "
+                        "time, e.g. 2026-11-21T08:00:00Z (UTC when no zone)")
+    resync.set_defaults(run=_resync, config_file=None)
     return parser
 
 
@@ -194,3 +203,26 @@ def _retry(config: WorkerConfig, args) -> int:
     finally:
         producer.close(timeout=5)
     return 0
+
+
+def _iso8601(text: str) -> datetime:
+    """`--since`: an ISO 8601 time; one without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an ISO 8601 time: %r (e.g. 2026-11-21T08:00:00Z)" % text) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _resync(config: WorkerConfig, args) -> int:
+    from crr_worker.resync import ResyncError, ResyncRefused, resync
+
+    stop = _stop_on_signals()
+    try:
+        counts = resync(config, args.bucket, args.site, args.since, stop)
+    except ResyncError as exc:
+        print("crr-worker resync: %s" % exc, file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, ResyncRefused) else EXIT_FATAL
+    print("re-queued %d of %d version(s) of bucket %s%s" % (counts.queued, counts.listed, args.bucket,
+                                                             " (stopped before the end)" if stop.is_set() else ""))
+    return EXIT_FATAL if stop.is_set() else 0

@@ -1,0 +1,253 @@
+"""`crr-worker resync` against CloudServer replayed from its captured exchanges and the sandbox's real Kafka: the
+bucket's versions listed (s6_02), each one's ObjectMD read, and exactly those whose backend waits (PENDING or
+FAILED) queued with that ObjectMD and their PENDING marks.
+
+The listing names seven versions; GETs of five were captured or are derived from the captured record log
+(docs/failed.txt in its FAILED state, see test_cloudserver_status.serve_derived). The other two have no captured
+metadata: the replay answers 404 for them, which resync takes for a version deleted since the listing, and the
+tests assert that those two, and only those, went unanswered.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import uuid
+from types import SimpleNamespace
+from urllib.parse import unquote
+
+import pytest
+from crr_worker.entries import VERSION_SEPARATOR, StatusEntry
+from crr_worker.resync import Counts, Progress, waiting_sites
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.cloudserver_replay import CloudServerReplay, load_sample
+from tests.worker.harness import WorkerProcesses
+from tests.worker.test_cloudserver_status import SPECIAL_KEY, captured_md, logged_md, serve_derived
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "src-bucket"
+FAILED_LOG = "s3_08_log_after_put_and_failed_update"
+SPECIAL_VERSION = (SPECIAL_KEY, "39383230343734383533383636323939393939395247303031202039")
+HELLO_VERSION = ("repl/hello.txt", "3938323034373438353338363235393939393939524730303120203130")
+# (key, wire version id) -> the captured GET answering its metadata; all PENDING for the site zenko
+CAPTURED_GETS = {
+    SPECIAL_VERSION: "s2_09_backbeat_get_metadata_special_key",
+    ("docs/report.txt", "39383230343734383535363031383939393939395247303031202034"):
+        "s5_11_source_get_metadata_delete_marker",
+    ("mpu/big.bin", "39383230343734383533383731313939393939395247303031202038"): "s2_08_backbeat_get_metadata_mpu",
+    HELLO_VERSION: "s5_01_source_get_metadata",
+}
+FAILED_VERSION = ("docs/failed.txt", "39383230343734383535363131333939393939395247303031202032")
+NO_CAPTURED_GET = {("docs/report.txt", "39383230343734383535363036333939393939395247303031202033"),
+                   ("tmp/dm-removal.txt", "39383230343734383535353936383939393939395247303031202035")}
+
+
+@pytest.fixture
+def replay(request, tmp_path):
+    """The listing and every metadata GET there is for its versions, signed by the replication account;
+    parametrized "hello completed", repl/hello.txt answers the COMPLETED ObjectMD s5_07 wrote instead."""
+    with CloudServerReplay() as server:
+        server.serve("s6_02_list_object_versions_boto3", access_key="replicationKey1")
+        if getattr(request, "param", None) == "hello completed":
+            completed = load_sample("s5_07_source_put_metadata_completed")["request"]["body"]
+            serve_derived(server, tmp_path, CAPTURED_GETS[HELLO_VERSION], json.dumps(completed))
+        for sample in CAPTURED_GETS.values():
+            server.serve(sample)
+        path = "/_/backbeat/metadata/%s/%s" % (BUCKET, FAILED_VERSION[0])
+        serve_derived(server, tmp_path, "s2_03_backbeat_get_metadata_src",
+                      logged_md(FAILED_LOG, FAILED_VERSION[0], "FAILED"), path, {"versionId": FAILED_VERSION[1]})
+        yield server
+
+
+@pytest.fixture
+def workers(sandbox, tmp_path, replay):
+    """`run` crr-worker with a config reads `replay` as a CloudServer (dmd) and the sandbox's Kafka."""
+    tag = uuid.uuid4().hex[:10]
+    credentials = str(tmp_path / "credentials")
+    with open(os.open(credentials, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
+        out.write("[replication]\naws_access_key_id = replicationKey1\naws_secret_access_key = replicationSecretKey1\n")
+    config = {
+        "kafka": {"hosts": sandbox.kafka_bootstrap, "partitions": 2},
+        "queuePopulator": {"logSource": "dmd", "dmd": {"host": "127.0.0.1", "port": 9}},
+        "extensions": {"replication": {
+            "source": {"endpoint": replay.url, "credentials": {"file": credentials, "profile": "replication"}},
+            "destination": {"bootstrapList": [{"site": "zenko", "servers": ["127.0.0.1:8000"]},
+                                              {"site": "us-east-2", "type": "aws_s3", "bucket": "target-bucket"}]},
+            "topic": "crr-resync-%s" % tag,
+            "replicationStatusTopic": "crr-resync-%s-status" % tag,
+            "ledgerTopic": "crr-resync-%s-ledger" % tag,
+        }},
+    }
+    config_path = str(tmp_path / "config.json")
+    with open(config_path, "w") as out:
+        json.dump(config, out)
+    replication = config["extensions"]["replication"]
+    yield SimpleNamespace(run=WorkerProcesses(config_path, str(tmp_path)).run, kafka=sandbox.kafka_bootstrap,
+                          topic=replication["topic"], status_topic=replication["replicationStatusTopic"])
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 30) -> list:
+    """Every message of `topic` up to the end it has now (the resync exited: its sends were acknowledged)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        assert partitions, "topic %s has no partitions: resync did not create it" % topic
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        messages = []
+        for _ in range(int(timeout_s / 0.2)):
+            if all(consumer.position(p) >= end[p] for p in partitions):
+                return messages
+            for batch in consumer.poll(timeout_ms=200).values():
+                messages.extend(batch)
+        pytest.fail("topic %s not read to its end in %.0f s" % (topic, timeout_s))
+    finally:
+        consumer.close()
+
+
+def queued(workers) -> dict:
+    """(key, version id) -> envelope of each entry on the replication topic."""
+    found = {}
+    for message in read_topic(workers.kafka, workers.topic):
+        envelope = json.loads(message.value)
+        key, _, version_id = envelope["key"].partition(VERSION_SEPARATOR)
+        assert message.key == ("%s/%s" % (envelope["bucket"], key)).encode()
+        found[(key, version_id)] = envelope
+    return found
+
+
+def expected_md() -> dict:
+    """(key, version id) -> the ObjectMD served for each version whose backend for zenko waits."""
+    expected = {version: json.loads(captured_md(sample)) for version, sample in CAPTURED_GETS.items()}
+    expected[FAILED_VERSION] = json.loads(logged_md(FAILED_LOG, FAILED_VERSION[0], "FAILED"))
+    return expected
+
+
+def unanswered(replay) -> set:
+    """(key, version id) of the metadata reads no captured exchange answered; any other request by its path."""
+    prefix = "/_/backbeat/metadata/%s/" % BUCKET
+    return {(unquote(r.path.removeprefix(prefix)), r.query.get("versionId")) for r in replay.unmatched}
+
+
+def test_resync_queues_exactly_the_pending_and_failed_versions_with_their_object_md(workers, replay):
+    result = workers.run("resync", "--bucket", BUCKET)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 5 of 7 version(s) of bucket %s\n" % BUCKET
+    entries = queued(workers)
+    assert {v: json.loads(e["value"]) for v, e in entries.items()} == expected_md()
+    assert {e["bucket"] for e in entries.values()} == {BUCKET}
+    assert all(e["sites"] == ["zenko"] for e in entries.values())
+    marks = [StatusEntry.from_kafka(m.value) for m in read_topic(workers.kafka, workers.status_topic)]
+    assert sorted((m.entry.key, m.entry.version_id, m.site, m.status) for m in marks) == sorted(
+        (key, version, "zenko", "PENDING") for key, version in expected_md())
+    assert replay.mismatches == []
+    assert unanswered(replay) == NO_CAPTURED_GET
+
+
+@pytest.mark.parametrize("replay", ["hello completed"], indirect=True)
+def test_resync_leaves_a_version_whose_metadata_shows_it_completed(workers, replay):
+    """The first exchange registered for a route answers it: here the COMPLETED state of repl/hello.txt."""
+    result = workers.run("resync", "--bucket", BUCKET)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 4 of 7 version(s) of bucket %s\n" % BUCKET
+    assert set(queued(workers)) == set(expected_md()) - {HELLO_VERSION}
+    assert replay.mismatches == []
+
+
+def test_resync_for_a_site_no_version_waits_for_queues_nothing(workers, replay):
+    result = workers.run("resync", "--bucket", BUCKET, "--site", "us-east-2")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 0 of 7 version(s) of bucket %s\n" % BUCKET
+    assert queued(workers) == {}
+
+
+def test_resync_since_a_time_reads_only_the_versions_modified_from_then(workers, replay):
+    """s6_02's versions at or after 08:57:41.300Z: the special key (41.335) and repl/hello.txt (41.372)."""
+    result = workers.run("resync", "--bucket", BUCKET, "--since", "2026-11-21T08:57:41.300Z")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 2 of 7 version(s) of bucket %s\n" % BUCKET
+    assert set(queued(workers)) == {SPECIAL_VERSION, HELLO_VERSION}
+    assert len(replay.requests_to("GET", "/_/backbeat/metadata/")) == 2
+    assert replay.unmatched == [] and replay.mismatches == []
+
+
+def test_resync_says_how_many_versions_were_gone_when_read(workers, replay):
+    result = workers.run("resync", "--bucket", BUCKET)
+
+    done = [json.loads(line) for line in result.stderr.splitlines() if '"resync done"' in line]
+    assert [(d["listed"], d["queued"], d["gone"]) for d in done] == [(7, 5, 2)]
+
+
+def test_resync_refuses_an_s3_source(tmp_path):
+    config = {"kafka": {"hosts": "127.0.0.1:9"}, "queuePopulator": {"logSource": "s3"},
+              "extensions": {"replication": {"source": {"buckets": [BUCKET]},
+                                             "destination": {"bootstrapList": [{"site": "a", "type": "aws_s3"}]}}}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+
+    result = WorkerProcesses(str(path), str(tmp_path)).run("resync", "--bucket", BUCKET)
+
+    assert result.returncode == 2
+    assert "resync needs a CloudServer source" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("sites, waiting", [({"zenko", "us-east-2"}, ("zenko",)), ({"us-east-2"}, ())])
+def test_a_pending_version_waits_for_the_served_sites_its_backends_name(sites, waiting):
+    pending = json.loads(captured_md("s5_01_source_get_metadata"))
+    assert waiting_sites(pending, frozenset(sites)) == waiting
+
+
+def test_a_replica_waits_for_no_site():
+    replica = load_sample("s5_04_target_put_metadata_replica")["request"]["body"]
+    assert waiting_sites(replica, frozenset({"zenko"})) == ()
+
+
+def test_a_failed_backend_waits_and_a_completed_one_does_not():
+    failed = json.loads(logged_md(FAILED_LOG, FAILED_VERSION[0], "FAILED"))
+    completed = json.loads(logged_md("s3_07_log_after_backbeat_put_metadata_completed", "docs/report.txt",
+                                     "COMPLETED"))
+    assert waiting_sites(failed, frozenset({"zenko"})) == ("zenko",)
+    assert waiting_sites(completed, frozenset({"zenko"})) == ()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_one_line_redrawn_at_most_every_half_second():
+    """Each redraw covers the previous one: a shorter line is padded over the longer one's tail."""
+    now = [0.0]
+    terminal = Terminal()
+    progress = Progress(terminal, clock=lambda: now[0])
+    for listed, at in ((10, 0.25), (20, 0.5), (30, 0.75), (400, 1.0), (410, 1.25)):
+        now[0] = at
+        progress.update(Counts(listed=listed, queued=listed // 10))
+    now[0] = 8.0
+    progress.done(Counts(listed=500, queued=50))
+
+    assert terminal.getvalue() == ("\rlisted 20, queued 2, 40 versions/s"
+                                   "\rlisted 400, queued 40, 400 versions/s"
+                                   "\rlisted 500, queued 50, 62 versions/s \n")
+
+
+def test_progress_elsewhere_is_a_log_line_every_ten_seconds(caplog):
+    now = [0.0]
+    progress = Progress(io.StringIO(), clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="crr_worker.resync"):
+        for listed, at in ((100, 5.0), (200, 10.0), (300, 15.0), (400, 21.0)):
+            now[0] = at
+            progress.update(Counts(listed=listed))
+        progress.done(Counts(listed=500))
+
+    shown = [r.fields["listed"] for r in caplog.records if r.getMessage() == "resync progress"]
+    assert shown == [200, 400]
