@@ -116,9 +116,27 @@ def crr_worker(*args: str) -> subprocess.CompletedProcess:
 
 def test_check_config_accepts_a_valid_file(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(VALID))
+    path.write_text(json.dumps(with_change("extensions.replication.destination.bootstrapList", [
+        VALID["extensions"]["replication"]["destination"]["bootstrapList"][0]])))
     result = crr_worker("check-config", str(path))
-    assert result.returncode == 0 and "aws1, zenko" in result.stdout
+    assert result.returncode == 0 and "s3 source, 1 site(s): aws1" in result.stdout
+
+
+def test_check_config_refuses_a_site_no_processor_could_replicate_to(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(VALID))  # a scality site needs a CloudServer source
+    result = crr_worker("check-config", str(path))
+    assert result.returncode == 2
+    assert "bootstrapList[1].type: site zenko is a scality site" in result.stderr and "logSource dmd" in result.stderr
+
+
+def test_check_config_asks_a_scality_site_for_its_target_account(tmp_path):
+    config = with_change("queuePopulator", {"logSource": "dmd", "dmd": {"host": "127.0.0.1"}})
+    config["extensions"]["replication"]["source"]["credentials"] = {"profile": "replication"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = crr_worker("check-config", str(path))
+    assert result.returncode == 2 and "bootstrapList[1].canonicalId" in result.stderr
 
 
 @pytest.mark.parametrize("path,value,key,message", INVALID[:6], ids=[i[2] for i in INVALID[:6]])

@@ -131,6 +131,9 @@ class SiteConfig:
     default: bool = False
     read_timeout_s: float = 30.0
     bucket_match: bool = True  # False: keys are stored under `<source bucket>/` in the site's bucket (CloudServer's)
+    https: bool = False  # a scality site's servers are reached over HTTPS
+    canonical_id: str | None = None  # a scality site: the canonical id of the account replicas belong to
+    display_name: str | None = None  # ... and its display name
 
 
 @dataclass(frozen=True)
@@ -523,6 +526,9 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         default=section.get("default", bool, False),
         read_timeout_s=section.number("readTimeoutS", 30.0, 1.0),
         bucket_match=section.get("bucketMatch", bool, True),
+        https=section.get("https", bool, kind != "scality"),
+        canonical_id=section.text("canonicalId"),
+        display_name=section.text("displayName"),
     )
 
 

@@ -10,17 +10,11 @@ import dataclasses
 from crr_worker.config import ConfigError, SiteConfig, WorkerConfig
 
 SITES_KEY = "extensions.replication.destination.bootstrapList"
-TARGET_TYPES = ("aws_s3",)
 
 
 def problems(config: WorkerConfig) -> list[ConfigError]:
     """What the components would refuse at start, found without starting them."""
-    found = []
-    for index, site in enumerate(config.sites):
-        if site.type not in TARGET_TYPES:
-            found.append(ConfigError("%s[%d].type" % (SITES_KEY, index), "site %s has type %s, which this worker "
-                                     "version cannot replicate to (it can: %s)"
-                                     % (site.site, site.type, ", ".join(TARGET_TYPES))))
+    found = [problem for site in config.sites if (problem := _site_problem(config, site))]
     if config.cloudserver_source:
         source = config.source
         if source.endpoint is None:
@@ -47,14 +41,35 @@ def make_source(config: WorkerConfig, notifications: bool = True):
 
 
 def make_target(config: WorkerConfig, site: SiteConfig):
-    """The target writing replicas to `site`; ConfigError when its type has none."""
-    if site.type != "aws_s3":
-        index = config.sites.index(site)
-        raise ConfigError("%s[%d].type" % (SITES_KEY, index), "site %s has type %s; this worker version "
-                          "replicates to %s sites only" % (site.site, site.type, ", ".join(TARGET_TYPES)))
+    """The target writing replicas to `site`; ConfigError when it cannot be written to."""
+    problem = _site_problem(config, site)
+    if problem is not None:
+        raise problem
+    if site.type == "scality":
+        from crr_worker.targets.scality import ScalityTarget
+
+        return ScalityTarget(site, config.queue_processor)
     from crr_worker.targets.aws_s3 import AwsS3Target
 
     return AwsS3Target(site, config.queue_processor)
+
+
+def _site_problem(config: WorkerConfig, site: SiteConfig) -> ConfigError | None:
+    """Why no processor can replicate to `site` with this config; None when one can."""
+    if site.type != "scality":
+        return None
+    key = "%s[%d]" % (SITES_KEY, config.sites.index(site))
+    if not config.cloudserver_source:
+        return ConfigError(key + ".type", "site %s is a scality site: replicas are written with the source's "
+                           "CloudServer metadata, so the source must be a CloudServer (queuePopulator.logSource dmd "
+                           "or bucketd)" % site.site)
+    if not site.canonical_id:
+        return ConfigError(key + ".canonicalId", "site %s is a scality site: give the canonical id of the target "
+                           "account replicas belong to" % site.site)
+    if site.credentials.file is None and site.credentials.profile is None:
+        return ConfigError(key + ".credentials", "site %s is a scality site: give the target account's keys "
+                           "(credentials file and profile, or credentialsProfile)" % site.site)
+    return None
 
 
 def make_status_sink(config: WorkerConfig):
