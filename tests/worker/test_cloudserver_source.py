@@ -5,25 +5,20 @@ entry on Kafka carrying the ObjectMD byte for byte."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from crr_worker.config import parse_config
 from crr_worker.entries import ReplicationEntry
 from crr_worker.object_md import internal_version_id, overall_status, wire_version_id
+from crr_worker.sources.base import SourceObject
 from crr_worker.sources.cloudserver import CloudServerSource
 from crr_worker.sources.record_log import parse_read_records
 
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "cloudserver", "samples")
-
-
-def sample(name: str) -> dict:
-    with open(os.path.join(SAMPLES, name + ".json"), encoding="utf-8") as src:
-        return json.load(src)
+from tests.cloudserver_replay import load_sample
 
 
 def page_of(name: str):
-    captured = sample(name)
+    captured = load_sample(name)
     start = captured["request"]["body"]["args"]["rpcArgs"][0]["startSeq"]
     return parse_read_records(captured["response"]["body"], start)
 
@@ -53,11 +48,11 @@ def test_a_record_logs_seq_is_info_start_plus_the_records_index_and_the_next_rea
 
 def test_a_limited_read_ends_at_start_plus_limit_and_reading_past_the_end_or_an_unknown_log_is_empty():
     limited = page_of("s3_25_readrecords_limit")
-    assert len({r.seq for r in limited.records}) == sample("s3_25_readrecords_limit")["request"]["body"]["args"][
+    assert len({r.seq for r in limited.records}) == load_sample("s3_25_readrecords_limit")["request"]["body"]["args"][
         "rpcArgs"][0]["limit"]
     for name in ("s3_24_readrecords_past_end", "s3_26_readrecords_unknown_logname"):
         page = page_of(name)
-        start = sample(name)["request"]["body"]["args"]["rpcArgs"][0]["startSeq"]
+        start = load_sample(name)["request"]["body"]["args"]["rpcArgs"][0]["startSeq"]
         assert (page.records, page.next_seq) == ([], start)
 
 
@@ -107,9 +102,9 @@ def test_versions_for_a_site_the_worker_does_not_serve_or_of_another_bucket_give
 
 
 def test_the_wire_version_id_is_the_hex_of_the_internal_one_as_head_object_shows_it():
-    put = sample("s2_01_put_object_src")
+    put = load_sample("s2_01_put_object_src")
     wire = put["response"]["headers"]["x-amz-version-id"]
-    metadata = json.loads(sample("s2_03_backbeat_get_metadata_src")["response"]["body"]["Body"])
+    metadata = json.loads(load_sample("s2_03_backbeat_get_metadata_src")["response"]["body"]["Body"])
     assert wire_version_id(metadata["versionId"]) == wire
     assert internal_version_id(wire) == metadata["versionId"]
     assert wire_version_id("null") == "null" and internal_version_id("not-hex") == "not-hex"
@@ -131,3 +126,19 @@ def test_the_overall_status_is_failed_if_any_site_failed_processing_while_any_wa
     assert overall_status([{"status": "COMPLETED"}, {"status": "PENDING"}]) == "PROCESSING"
     assert overall_status([{"status": "COMPLETED"}, {"status": "FAILED"}]) == "FAILED"
     assert overall_status([{"status": "COMPLETED"}, {"status": "COMPLETED"}]) == "COMPLETED"
+
+
+def test_the_per_site_status_headers_cloudserver_adds_to_a_get_are_not_carried_as_user_metadata():
+    # Captured on an aws_s3 location (s2b_07): the GET answers x-amz-meta-<site>-* beside the user's own; only
+    # that capture, made without a versionId, shows them, so the S3 client is stood in for with its parsed reply.
+    headers = load_sample("s2b_07_awsloc_get_object_completed")["response"]["headers"]
+    parsed = {k[len("x-amz-meta-"):]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
+    assert set(parsed) == {"color", "us-east-2-replication-status", "us-east-2-version-id"}
+
+    class ParsedGet:
+        def open_version(self, *args):
+            return SourceObject(body=None, size=0, etag="", headers={}, metadata=dict(parsed))
+
+    source = CloudServerSource(cloudserver_config(), [])
+    source.s3 = ParsedGet()
+    assert source.open_version("aws-src", "aws/obj.txt", "v").metadata == {"color": "blue"}

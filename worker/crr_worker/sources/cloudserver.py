@@ -41,6 +41,8 @@ class CloudServerSource:
         self.logs = logs
         self.s3 = S3Source(config.source, None, pool=pool)
         self.sites = frozenset(s.site for s in config.sites)
+        self.site_status_keys = frozenset("%s-%s" % (site, suffix) for site in self.sites
+                                          for suffix in ("replication-status", "version-id"))
         self.only_buckets = frozenset(config.source.buckets)
         self.positions: dict[str, int] | None = None  # next seq per log, as last checkpointed
         self.checkpoints: Checkpoints | None = None
@@ -57,7 +59,12 @@ class CloudServerSource:
 
     def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
                      part_number: int | None = None) -> SourceObject:
-        return self.s3.open_version(bucket, key, version_id, byte_range, part_number)
+        """The version as the S3 GET gives it, less the `<site>-replication-status` / `<site>-version-id` user
+        metadata CloudServer adds to the response for sites of an aws_s3 location: not the user's, and stale on
+        a replica."""
+        opened = self.s3.open_version(bucket, key, version_id, byte_range, part_number)
+        opened.metadata = {k: v for k, v in opened.metadata.items() if k not in self.site_status_keys}
+        return opened
 
     def object_metadata(self, bucket: str, key: str, version_id: str) -> dict | None:
         """The version's ObjectMD, read from the source's /_/backbeat route; None once it no longer exists."""
