@@ -335,3 +335,89 @@ def test_notifications_of_buckets_outside_source_buckets_are_ignored():
     assert populator.handle([Change("other", "k"), Change("src", "k"), Change("other", "j", version_id="v1")]) == 1
     assert {key for topic, key in populator.producer.sent if topic == config.topic} == {b"src/k"}
     assert "other" not in source.asked  # not even its rules are read
+
+
+def _marker_target(pair):
+    """The pair's aws_s3 target, built from its config as the processor builds it."""
+    from crr_worker.targets.aws_s3 import AwsS3Target
+
+    config = pair.load()
+    return AwsS3Target(config.site("awsbackend"), config.queue_processor)
+
+
+def _marker_entry(bucket: str, key: str, version_id: str = "dm") -> ReplicationEntry:
+    return ReplicationEntry(bucket="src", key=key, version_id=version_id, is_delete_marker=True,
+                            sites=("awsbackend",), destination="arn:aws:s3:::%s" % bucket)
+
+
+def _source_listing(*version_ids: str):
+    """A source whose key holds `version_ids`, oldest first."""
+    from types import SimpleNamespace
+
+    from crr_worker.sources.base import VersionInfo
+
+    return SimpleNamespace(list_versions=lambda bucket, key: [VersionInfo(bucket, key, v) for v in version_ids])
+
+
+def _target_markers(pair, bucket: str, key: str) -> list[str]:
+    listed = pair.target.list_object_versions(Bucket=bucket, Prefix=key)
+    return [m["VersionId"] for m in listed.get("DeleteMarkers", []) if m["Key"] == key]
+
+
+@pytest.mark.integration
+def test_a_replicated_delete_marker_carries_the_version_id_of_the_marker_the_target_made(pair):
+    pair.target.put_object(Bucket=pair.target_bucket, Key="k", Body=b"x")
+    target = _marker_target(pair)
+    try:
+        written = target.replicate(_marker_entry(pair.target_bucket, "k"), _source_listing("v1", "dm"),
+                                   threading.Event())
+        again = target.replicate(_marker_entry(pair.target_bucket, "k"), _source_listing("v1", "dm"),
+                                 threading.Event())
+    finally:
+        target.close()
+    assert _target_markers(pair, pair.target_bucket, "k") == [written.target_version_id] != [""]
+    assert again.skipped and again.target_version_id == written.target_version_id
+
+
+@pytest.mark.integration
+def test_a_delete_that_leaves_no_marker_on_the_target_is_a_retryable_error_not_a_completion(pair):
+    from crr_worker.retry import is_retryable
+
+    unversioned = pair.target_bucket + "-plain"
+    pair.target.create_bucket(Bucket=unversioned)
+    pair.target.put_object(Bucket=unversioned, Key="k", Body=b"x")
+    target = _marker_target(pair)
+    try:
+        with pytest.raises(Exception) as raised:
+            target.replicate(_marker_entry(unversioned, "k"), _source_listing("v1", "dm"), threading.Event())
+    finally:
+        target.close()
+    assert is_retryable(raised.value) and "delete marker" in str(raised.value)
+
+
+@pytest.mark.integration
+def test_a_redelivered_marker_under_a_newer_replica_completes_with_the_marker_below_it(pair):
+    bucket = pair.target_bucket
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"1", Metadata={"scal-version-id": "v1"})
+    marker = pair.target.delete_object(Bucket=bucket, Key="k")["VersionId"]
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"2", Metadata={"scal-version-id": "v2"})
+    target = _marker_target(pair)
+    try:
+        written = target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v2"), threading.Event())
+    finally:
+        target.close()
+    assert written.skipped and written.target_version_id == marker
+    assert _target_markers(pair, bucket, "k") == [marker]  # nothing written over the newer replica
+
+
+@pytest.mark.integration
+def test_a_marker_missing_under_a_newer_replica_fails_rather_than_completing_or_deleting_the_key(pair):
+    bucket = pair.target_bucket
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"2", Metadata={"scal-version-id": "v2"})
+    target = _marker_target(pair)
+    try:
+        with pytest.raises(ReplicationFailed) as failure:
+            target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v2"), threading.Event())
+    finally:
+        target.close()
+    assert "newer" in failure.value.reason and _target_markers(pair, bucket, "k") == []

@@ -20,7 +20,7 @@ from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
-from crr_worker.retry import ReplicationFailed, Stopped
+from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
 from crr_worker.sources.base import Source
 from crr_worker.targets.base import ReplicaWritten
 from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
@@ -108,18 +108,43 @@ class AwsS3Target:
         return head.get("VersionId"), dict(head.get("Metadata") or {}), False
 
     def _replicate_delete_marker(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten:
-        """A DELETE without version id, which makes the target create a delete marker; once only.
+        """A DELETE without version id, which makes the target create a delete marker; once only. Done only once the
+        target confirms the marker, whose version id is returned: the DELETE's reply says `DeleteMarker: true` with
+        it, or else a HEAD of the key shows the marker. A DELETE that left none (an unversioned bucket, a server
+        that deleted the object instead) is a RetryableError, so it ends FAILED, not COMPLETED without a marker.
 
         A marker has no metadata to recognise it by, so a redelivered marker is known as done when the target's
-        latest version is a marker, or is the replica of a source version newer than this marker.
+        latest version is a marker, or is the replica of a source version newer than this marker with a marker
+        below it (the newest such: markers of one key are told apart by their place only). Without one, writing
+        the marker now would delete the newer version: that is a ReplicationFailed.
         """
-        latest_id, latest_meta, is_marker = self._head(bucket, self.key(entry))
-        if is_marker:
-            return ReplicaWritten(latest_id or "", skipped=True)
+        key = self.key(entry)
+        latest_id, latest_meta, is_marker = self._head(bucket, key)
+        if is_marker and latest_id:
+            return ReplicaWritten(latest_id, skipped=True)
         if latest_meta.get(SOURCE_VERSION_KEY) in _newer_versions(source, entry):
-            return ReplicaWritten("", skipped=True)
-        reply = self.s3.delete_object(Bucket=bucket, Key=self.key(entry))
-        return ReplicaWritten(reply.get("VersionId") or "")
+            return ReplicaWritten(self._marker_below(bucket, key, latest_id), skipped=True)
+        reply = self.s3.delete_object(Bucket=bucket, Key=key)
+        if reply.get("DeleteMarker") and reply.get("VersionId"):
+            return ReplicaWritten(reply["VersionId"])
+        latest_id, _, is_marker = self._head(bucket, key)
+        if is_marker and latest_id:
+            return ReplicaWritten(latest_id)
+        raise RetryableError("the target made no delete marker for %s in bucket %s (is its versioning enabled?)"
+                             % (key, bucket))
+
+    def _marker_below(self, bucket: str, key: str, latest_id: str) -> str:
+        """The version id of the newest delete marker of `key` older than its latest version `latest_id`."""
+        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
+        latest = next((v for v in reply.get("Versions", []) if v["Key"] == key and v.get("VersionId") == latest_id),
+                      None)
+        markers = [m for m in reply.get("DeleteMarkers", []) if m["Key"] == key and m.get("VersionId")]
+        if latest is not None:
+            markers = [m for m in markers if m["LastModified"] <= latest["LastModified"]]
+        if not markers:
+            raise ReplicationFailed("the target's latest version of %s is the replica of a newer source version and "
+                                    "no delete marker is below it: a marker written now would delete it" % key)
+        return max(markers, key=lambda m: m["LastModified"])["VersionId"]
 
     def _replicate_metadata(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten | None:
         """A metadata change of a replicated version: its tags set again on the replica (PUT_TAGGING,
