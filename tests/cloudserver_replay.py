@@ -154,9 +154,11 @@ def json_differences(captured: Any, received: Any, allow=(), path: str = "") -> 
 class _Exchange:
     """A registered sample: when a request is routed to it, what is wrong with the request, and the reply."""
 
-    def __init__(self, name: str, allow=(), access_key: Optional[str] = None):
+    def __init__(self, name: str, allow=(), access_key: Optional[str] = None, route: Optional[tuple] = None):
         self.name = name
         self.sample = load_sample(name)
+        if route is not None:
+            self.sample["request"]["path"], self.sample["request"]["query"] = route
         self.allow = frozenset(allow)
         request = self.sample["request"]
         signer = _SIGNED_BY.search(_header(request["headers"], "Authorization", ""))
@@ -310,6 +312,13 @@ class CloudServerReplay:
         key the captured request was signed with.
         """
         exchange = _Exchange(sample_name, allow, access_key)
+        with self._lock:
+            self._exchanges.append(exchange)
+
+    def serve_for(self, sample_name: str, path: str, query: dict, access_key: Optional[str] = None) -> None:
+        """Answer another route with a captured error answer that does not depend on the route's key (e.g.
+        s5_e07's 404 ObjNotFound for a key that does not exist), where no capture holds that key's."""
+        exchange = _Exchange(sample_name, (), access_key, route=(path, query))
         with self._lock:
             self._exchanges.append(exchange)
 

@@ -4,8 +4,8 @@ FAILED) queued with that ObjectMD and their PENDING marks.
 
 The listing names seven versions; GETs of five were captured or are derived from the captured record log
 (docs/failed.txt in its FAILED state, see test_cloudserver_status.serve_derived). The other two have no captured
-metadata: the replay answers 404 for them, which resync takes for a version deleted since the listing, and the
-tests assert that those two, and only those, went unanswered.
+metadata: the replay answers them with CloudServer's 404 ObjNotFound for a deleted version (s5_e11), which resync
+takes for a version deleted since the listing.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def replay(request, tmp_path):
         path = "/_/backbeat/metadata/%s/%s" % (BUCKET, FAILED_VERSION[0])
         serve_derived(server, tmp_path, "s2_03_backbeat_get_metadata_src",
                       logged_md(FAILED_LOG, FAILED_VERSION[0], "FAILED"), path, {"versionId": FAILED_VERSION[1]})
+        for key, version in NO_CAPTURED_GET:  # as for a version deleted since the listing: 404 ObjNotFound
+            server.serve_for("s5_e11_get_metadata_deleted_version", "/_/backbeat/metadata/%s/%s" % (BUCKET, key),
+                             {"versionId": version})
         yield server
 
 
@@ -128,10 +131,12 @@ def expected_md() -> dict:
     return expected
 
 
-def unanswered(replay) -> set:
-    """(key, version id) of the metadata reads no captured exchange answered; any other request by its path."""
+def answered_gone(replay) -> set:
+    """(key, version id) of the metadata reads answered 404 ObjNotFound."""
     prefix = "/_/backbeat/metadata/%s/" % BUCKET
-    return {(unquote(r.path.removeprefix(prefix)), r.query.get("versionId")) for r in replay.unmatched}
+    gone = [r for r in replay.requests_to("GET", prefix) if (unquote(r.path.removeprefix(prefix)),
+                                                              r.query.get("versionId")) in NO_CAPTURED_GET]
+    return {(unquote(r.path.removeprefix(prefix)), r.query.get("versionId")) for r in gone}
 
 
 def test_resync_queues_exactly_the_pending_and_failed_versions_with_their_object_md(workers, replay):
@@ -146,8 +151,8 @@ def test_resync_queues_exactly_the_pending_and_failed_versions_with_their_object
     marks = [StatusEntry.from_kafka(m.value) for m in read_topic(workers.kafka, workers.status_topic)]
     assert sorted((m.entry.key, m.entry.version_id, m.site, m.status) for m in marks) == sorted(
         (key, version, "zenko", "PENDING") for key, version in expected_md())
-    assert replay.mismatches == []
-    assert unanswered(replay) == NO_CAPTURED_GET
+    assert replay.mismatches == [] and replay.unmatched == []
+    assert answered_gone(replay) == NO_CAPTURED_GET
 
 
 @pytest.mark.parametrize("replay", ["hello completed"], indirect=True)

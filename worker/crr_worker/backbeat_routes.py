@@ -19,6 +19,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as SigningKeys
 
+NOT_FOUND = frozenset({"ObjNotFound", "NoSuchKey", "NoSuchVersion"})
 THROTTLING = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
                         "InternalError"})
 
@@ -36,7 +37,8 @@ class BackbeatError(Exception):
 
     @property
     def not_found(self) -> bool:
-        return self.status == 404
+        """The version (or its key) does not exist; not any 404, which an endpoint without these routes gives."""
+        return self.status == 404 and self.code in NOT_FOUND
 
 
 @dataclass(frozen=True)
