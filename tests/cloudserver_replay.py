@@ -268,6 +268,9 @@ class CloudServerReplay:
         self._requests: list = []
         self._mismatches: list = []
         self._unmatched: list = []
+        self._holds: list = []
+        self._releases: list = []
+        self._held_requests: list = []
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -284,6 +287,9 @@ class CloudServerReplay:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            for release in self._releases:
+                release.set()  # nothing stays held past the server
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -362,6 +368,31 @@ class CloudServerReplay:
         return [
             request for request in self.requests if request.method == method and request.path.startswith(path_prefix)
         ]
+
+    def hold(self, method: str, path_prefix: str) -> threading.Event:
+        """Keep the next request of `method` under `path_prefix` waiting, unapplied and unanswered, until the
+        returned event is set; its connection is then closed (a server that died before applying it). The held
+        request is listed in `.held`, not in `.requests`."""
+        release = threading.Event()
+        with self._lock:
+            self._holds.append((method, path_prefix, release))
+            self._releases.append(release)
+        return release
+
+    @property
+    def held(self) -> list:
+        with self._lock:
+            return list(self._held_requests)
+
+    def _held(self, received: ReceivedRequest) -> bool:
+        with self._lock:
+            hold = next((h for h in self._holds if received.method == h[0] and received.path.startswith(h[1])), None)
+            if hold is None:
+                return False
+            self._holds.remove(hold)
+            self._held_requests.append(received)
+        hold[2].wait()
+        return True
 
     # -- answering (called from the server's threads)
 
@@ -449,6 +480,9 @@ class _ReplayHandler(BaseHTTPRequestHandler):
             headers=dict(self.headers.items()),
             body=self._read_body(),
         )
+        if self.server.replay._held(received):
+            self.close_connection = True  # dropped unanswered: the server never applied it
+            return
         self._write(self.server.replay._answer(received))
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle

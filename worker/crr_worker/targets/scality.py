@@ -71,6 +71,9 @@ class ScalityTarget:
         if existing is not None and _same_version(existing, metadata):
             return ReplicaWritten(entry.version_id, skipped=True)
         locations = self._copy_data(bucket, entry, metadata, source, stop)
+        if locations:  # named here so that data orphaned by a crash before the metadata PUT can be found
+            log(LOG, logging.INFO, "replica data stored, writing its metadata", site=self.site.site, bucket=bucket,
+                key=entry.key, version_id=entry.version_id, locations=json.dumps(locations))
         try:
             self.client.put_metadata(bucket, entry.key, entry.version_id, self._replica(metadata, locations))
         except BaseException:
