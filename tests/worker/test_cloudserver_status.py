@@ -179,6 +179,21 @@ def test_a_newer_change_made_meanwhile_keeps_its_pending_status(replay, make_wri
     assert_all_as_captured(replay)
 
 
+def test_a_second_change_of_the_same_kind_made_meanwhile_keeps_its_pending_status(replay, make_writer, tmp_path):
+    """Two tagging updates in a row have the same content (METADATA, PUT_TAGGING): the first one's outcome must
+    not mark the second COMPLETED, which its tags never reached."""
+    first = logged_md("s2b_09_awsloc_log_after_put_object_tagging", "aws/obj.txt", "PENDING")
+    second = json.loads(first)
+    second["tags"] = {"project": "gamma"}
+    serve_derived(replay, tmp_path, "s2b_04_awsloc_backbeat_get_metadata", json.dumps(second))
+    status = outcome(first, "aws-src", "aws/obj.txt", "us-east-2", COMPLETED, MOTO_LIKE_ID)
+    assert status.entry.content == ("METADATA", "PUT_TAGGING")
+
+    assert make_writer().write(status) is False
+
+    assert puts(replay) == []
+
+
 def test_a_failed_outcome_never_overwrites_a_completed_site(replay, make_writer, tmp_path):
     """Two processors copied the same version (a partition moved mid-copy): one wrote the replica, the other
     failed; the version is replicated whatever the second met."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from crr_worker.object_md import is_object_md, pending_sites, wire_version_id
+from crr_worker.object_md import is_object_md, md_digest, pending_sites, wire_version_id
 
 VERSION_SEPARATOR = "\u0000"
 PENDING, COMPLETED, FAILED = "PENDING", "COMPLETED", "FAILED"
@@ -96,6 +96,7 @@ class ReplicationEntry:
     # default), METADATA alone for a delete marker or a metadata change (+ PUT_TAGGING / DELETE_TAGGING).
     content: tuple[str, ...] = ()
     object_md: str = ""  # the source's whole ObjectMD (JSON), for a CloudServer source; carried as is
+    md_digest: str = ""  # object_md.md_digest of it, kept by statuses (which do not carry the ObjectMD)
 
     def __post_init__(self):
         if not self.content:
@@ -128,7 +129,8 @@ class ReplicationEntry:
             for s in self.sites
         ]
         overall = _overall_status([b["status"] for b in backends])
-        return {
+        digest = {"mdDigest": self.md_digest} if self.md_digest else {}
+        return dict(digest, **{
             "content-length": self.size,
             "content-md5": self.etag.strip('"'),
             "last-modified": self.last_modified,
@@ -143,7 +145,7 @@ class ReplicationEntry:
                 "role": self.role,
                 "storageType": self.storage_type,
             },
-        }
+        })
 
     def to_kafka(self) -> tuple[bytes, bytes]:
         """(key, value) bytes of this entry on the replication topic; the source's ObjectMD as it came, if any."""
@@ -205,6 +207,7 @@ class ReplicationEntry:
                 replay_count=int(envelope.get("replayCount") or 0),
                 content=_shared(info.get("content") or ()),
                 object_md=envelope["value"] if full else "",
+                md_digest=md_digest(metadata) if full else metadata.get("mdDigest", ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryError("not a replication entry: %s" % exc) from exc

@@ -9,6 +9,7 @@ every route takes. The internal form stays inside the ObjectMD, untouched.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 
 METADATA_ONLY = "METADATA"
@@ -51,6 +52,14 @@ def parse_object_md(value: str | None) -> dict | None:
     if not isinstance(metadata, dict) or metadata.get("isPHD"):
         return None
     return metadata
+
+
+def md_digest(metadata: dict) -> str:
+    """What identifies one user-visible state of a version: a digest of its ObjectMD without replicationInfo,
+    the only part the worker's own status writes change. A user change (tags, ACL) gives another digest."""
+    rest = {k: v for k, v in metadata.items() if k != "replicationInfo"}
+    encoded = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
 def object_tags(object_md: str) -> dict[str, str]:

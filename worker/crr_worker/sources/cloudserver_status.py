@@ -2,10 +2,10 @@
 source shows COMPLETED (or FAILED) as the seed guides expect, with `<site>-version-id` for an aws_s3 location.
 
 The ObjectMD is read fresh (`GET /_/backbeat/metadata`) and only this site's backend is touched, and only while
-the version still waits for the change this outcome is about: a user change made meanwhile (a tagging update
-resets the status to PENDING with other `content`) owns the status, and a COMPLETED site never goes back to
-FAILED. CloudServer has no conditional PUT: a user change landing between the GET and the PUT is overwritten,
-the same window Backbeat has (docs/worker.md).
+the version is still in the state this outcome is about (same `content`, same ObjectMD but for replicationInfo,
+object_md.md_digest): a user change made meanwhile (a tagging update resets the status to PENDING) owns the
+status, and a COMPLETED site never goes back to FAILED. CloudServer has no conditional PUT: a user change
+landing between the GET and the PUT is overwritten, the same window Backbeat has (docs/worker.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from crr_worker.backbeat_routes import BackbeatClient
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import COMPLETED, FAILED, StatusEntry
 from crr_worker.logs import log
-from crr_worker.object_md import overall_status
+from crr_worker.object_md import md_digest, overall_status
 
 LOG = logging.getLogger("crr_worker.sources.cloudserver_status")
 
@@ -38,7 +38,9 @@ class CloudServerStatusWriter:
             return False  # deleted since: nothing to show a status on
         info = metadata.get("replicationInfo") or {}
         backend = next((b for b in info.get("backends", []) if b.get("site") == status.site), None)
-        if backend is None or tuple(info.get("content") or ()) != entry.content:
+        changed = tuple(info.get("content") or ()) != entry.content or (
+            entry.md_digest and md_digest(metadata) != entry.md_digest)
+        if backend is None or changed:
             log(LOG, logging.INFO, "source version changed since; its new change will write the status",
                 bucket=entry.bucket, key=entry.key, version_id=entry.version_id, site=status.site)
             return False
