@@ -1,8 +1,11 @@
-"""playbooks/setup-replication.yml with a CloudServer source: the worker's config reading CloudServer's
-record log (or bucketd), and the CloudServer variables checked before anything changes.
+"""playbooks/setup-replication.yml with a CloudServer source: sites declared and CloudServer restarted
+before any replication rule is put, the worker's config reading CloudServer's record log, and the
+CloudServer variables checked before anything changes.
 
 The `cloudserver` host is this machine (local connection) with copies of CloudServer's config.json and
-locationConfig.json. The S3 side is the sandbox's moto pair.
+locationConfig.json; its "restart" is a command appending a timestamp to a marker file. The S3 side is
+the sandbox's moto pair, so the rules really are put (moto does not need the site declared; the order is
+proved by the recorded task order and the marker's timestamp, not by a refusal).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -137,6 +141,87 @@ def _nothing_created(sandbox, cs_vars):
     return "backbeat-crr-" + pair["source_bucket"] not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
 
 
+def test_sites_are_declared_and_cloudserver_restarted_once_before_the_rule_and_a_rerun_restarts_nothing(
+        sandbox, cs_vars, cloudserver):
+    host = {"crr_cloudserver_restart_command": _restart_command(cloudserver["marker"])}
+    assert SITE not in _sites(cloudserver["config"])
+
+    first = _ok(run_playbook(_with_cloudserver_host(host), cs_vars))
+    assert SITE in _sites(cloudserver["config"])
+    restarts = _lines(cloudserver["marker"])
+    assert len(restarts) == 1, restarts
+    order = _names(first)
+    assert order.index(SITES_TASK) < order.index(RESTART_TASK) < order.index(WAIT_TASK) < order.index(RULES_TASK)
+    assert first.result(RESTART_TASK, "cloudserver-1")["changed"]
+    answered = first.result(WAIT_TASK, "cloudserver-1")
+    assert 200 <= answered["status"] < 500 and not answered.get("failed")
+    # The restart had happened (the marker holds its line) when the rule was put.
+    assert float(restarts[0]) < _start(first, RULES_TASK)
+    rule = first.result(RULES_TASK)["results"][0]["replication_configuration"]["rules"][0]
+    assert rule["storage_class"] == SITE
+
+    second = _ok(run_playbook(_with_cloudserver_host(host), cs_vars))
+    assert second.changed_tasks == []
+    assert RESTART_TASK not in _names(second) and WAIT_TASK not in _names(second)
+    assert len(_lines(cloudserver["marker"])) == 1
+
+    # Sites already declared (and read): a run without any restart configured goes through, changing nothing.
+    third = _ok(run_playbook(_with_cloudserver_host({}), cs_vars))
+    assert third.changed_tasks == []
+    assert len(_lines(cloudserver["marker"])) == 1
+
+
+def test_a_cloudserver_that_does_not_answer_after_its_restart_stops_the_playbook_before_any_rule(
+        sandbox, cs_vars, cloudserver):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = "http://127.0.0.1:%d" % probe.getsockname()[1]
+    host = {"crr_cloudserver_restart_command": _restart_command(cloudserver["marker"]),
+            "crr_cloudserver_endpoint_url": closed, "crr_cloudserver_wait_timeout": 2}
+    run = run_playbook(_with_cloudserver_host(host), cs_vars)
+    assert run.rc != 0
+    waited = run.result(WAIT_TASK, "cloudserver-1")
+    assert waited["failed"] and waited["status"] == -1 and "attempts" in waited  # retried, then gave up
+    assert len(_lines(cloudserver["marker"])) == 1
+    assert RULES_TASK not in _names(run)
+    assert _nothing_created(sandbox, cs_vars)
+
+
+def test_check_mode_restarts_nothing_and_writes_nothing(sandbox, cs_vars, cloudserver):
+    host = {"crr_cloudserver_restart_command": _restart_command(cloudserver["marker"])}
+    before = _read(cloudserver["config"])
+    run = _ok(run_playbook(_with_cloudserver_host(host), cs_vars, check=True))
+    assert SITES_TASK in run.changed_tasks
+    assert _read(cloudserver["config"]) == before
+    assert _lines(cloudserver["marker"]) == []
+    assert _nothing_created(sandbox, cs_vars)
+
+
+def test_a_cloudserver_source_without_a_restart_stops_before_any_change_when_sites_would_change(
+        sandbox, cs_vars, cloudserver):
+    before = _read(cloudserver["config"]), _read(cloudserver["locations"])
+    run = run_playbook(_with_cloudserver_host({}), cs_vars)
+    assert run.rc != 0
+    failed = run.result("A CloudServer source whose sites change is restarted by the playbook", "cloudserver-1")
+    assert failed.get("failed")
+    assert "crr_cloudserver_service" in failed["msg"] and "crr_cloudserver_restart_command" in failed["msg"]
+    assert SITE in failed["msg"] and "Nothing was changed" in failed["msg"]
+    assert (_read(cloudserver["config"]), _read(cloudserver["locations"])) == before
+    assert _nothing_created(sandbox, cs_vars)
+
+
+def test_an_s3_source_without_a_restart_says_cloudserver_must_be_restarted_by_hand(sandbox, cs_vars, cloudserver):
+    cs_vars["crr_source_type"] = "s3"
+    del cs_vars["crr_record_log"]
+    run = _ok(run_playbook(_with_cloudserver_host({}), cs_vars))
+    assert SITE in _sites(cloudserver["config"])
+    warning = run.result("CloudServer must be restarted by hand (neither crr_cloudserver_service nor "
+                         "crr_cloudserver_restart_command is set)", "cloudserver-1")
+    assert "restart it by hand" in warning["msg"] and SITE in warning["msg"]
+    for handler in (RESTART_TASK, WAIT_TASK):  # notified, nothing to run
+        assert run.result(handler, "cloudserver-1").get("skipped")
+
+
 @pytest.mark.parametrize("feed, expected", [
     ({"crr_record_log": {"host": "md1.example.com"}},
      {"logSource": "dmd", "dmd": {"host": "md1.example.com", "port": 9993, "logName": "s3-recordlog"}}),
@@ -166,6 +251,7 @@ def test_the_worker_config_of_an_s3_source_still_scans(sandbox, cs_vars):
 
 CHECK_SOURCE = "The source type is s3 or cloudserver, with the feed a CloudServer source's worker reads"
 CHECK_FEED = "The CloudServer feed names a host and valid options"
+CHECK_HOST = "Each cloudserver host is restarted one way, and answers at an http(s) URL"
 
 
 @pytest.mark.parametrize("change, task, words", [
@@ -180,8 +266,15 @@ CHECK_FEED = "The CloudServer feed names a host and valid options"
     ({"crr_record_log": None, "crr_bucketd": {"host": "b"}}, CHECK_FEED, ["crr_bucketd", "raft_sessions"]),
     ({"crr_notification_queue": "q"}, "A CloudServer source sends no S3 event notifications",
      ["crr_notification_queue", "record log"]),
+    ({"host": {"crr_cloudserver_service": "cloudserver.service", "crr_cloudserver_restart_command": "true"}},
+     CHECK_HOST, ["cloudserver-1", "not both"]),
+    ({"host": {"crr_cloudserver_service": "cloudserver", "crr_cloudserver_endpoint_url": "node1:8000"}},
+     CHECK_HOST, ["crr_cloudserver_endpoint_url", "node1:8000"]),
+    ({"host": {"crr_cloudserver_restart_command": "true", "crr_cloudserver_wait_timeout": "soon"}},
+     CHECK_HOST, ["crr_cloudserver_wait_timeout", "soon"]),
 ], ids=["unknown-type", "no-feed", "two-feeds", "feed-on-s3-source", "unknown-key", "no-host", "bad-port",
-        "bad-start-from", "bucketd-without-sessions", "notification-queue"])
+        "bad-start-from", "bucketd-without-sessions", "notification-queue", "two-restarts", "bad-wait-url",
+        "bad-wait-timeout"])
 def test_a_bad_cloudserver_variable_fails_before_any_change(sandbox, cs_vars, cloudserver, change, task, words):
     host = {"crr_cloudserver_restart_command": _restart_command(cloudserver["marker"])}
     host.update(change.pop("host", {}))
