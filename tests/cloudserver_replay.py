@@ -154,11 +154,14 @@ def json_differences(captured: Any, received: Any, allow=(), path: str = "") -> 
 class _Exchange:
     """A registered sample: when a request is routed to it, what is wrong with the request, and the reply."""
 
-    def __init__(self, name: str, allow=(), access_key: Optional[str] = None, route: Optional[tuple] = None):
+    def __init__(self, name: str, allow=(), access_key: Optional[str] = None, route: Optional[tuple] = None,
+                 object_md: Optional[str] = None):
         self.name = name
         self.sample = load_sample(name)
         if route is not None:
             self.sample["request"]["path"], self.sample["request"]["query"] = route
+        if object_md is not None:
+            self.sample["response"]["body"] = {"Body": object_md}
         self.allow = frozenset(allow)
         request = self.sample["request"]
         signer = _SIGNED_BY.search(_header(request["headers"], "Authorization", ""))
@@ -325,6 +328,14 @@ class CloudServerReplay:
         """Answer another route with a captured error answer that does not depend on the route's key (e.g.
         s5_e07's 404 ObjNotFound for a key that does not exist), where no capture holds that key's."""
         exchange = _Exchange(sample_name, (), access_key, route=(path, query))
+        with self._lock:
+            self._exchanges.append(exchange)
+
+    def serve_metadata(self, sample_name: str, object_md: str, route: Optional[tuple] = None,
+                       access_key: Optional[str] = None) -> None:
+        """Answer a captured `GET /_/backbeat/metadata` exchange (for `route` = (path, query) when given) with
+        another ObjectMD (JSON), for a state no GET captured: one a captured record log or PUT holds."""
+        exchange = _Exchange(sample_name, (), access_key, route=route, object_md=object_md)
         with self._lock:
             self._exchanges.append(exchange)
 

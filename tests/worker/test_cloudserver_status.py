@@ -75,20 +75,13 @@ def logged_md(log_sample: str, key: str, status: str) -> str:
     return values[0]
 
 
-def serve_derived(replay, tmp_path, base: str, object_md: str, path: str | None = None,
+def serve_derived(replay, base: str, object_md: str, path: str | None = None,
                   query: dict | None = None) -> None:
     """Serve the captured GET exchange `base` answering `object_md` (for `path`/`query` when given), for a
-    state that no GET captured. The copy is written under tmp_path; serve() takes an absolute name as its file
-    (the replay joins names onto its samples directory, and an absolute one replaces it)."""
-    sample = load_sample(base)
-    sample["description"] = "derived in %s from %s: the ObjectMD replaced" % (__name__, base)
-    sample["request"]["path"] = path or sample["request"]["path"]
-    sample["request"]["query"] = query if query is not None else sample["request"]["query"]
-    sample["response"]["body"] = {"Body": object_md}
-    name = str(tmp_path / ("derived-%d" % len(os.listdir(tmp_path))))
-    with open(name + ".json", "w", encoding="utf-8") as out:
-        json.dump(sample, out)
-    replay.serve(name)
+    state that no GET captured."""
+    request = load_sample(base)["request"]
+    route = (path or request["path"], query if query is not None else request["query"])
+    replay.serve_metadata(base, object_md, route)
 
 
 def outcome(object_md: str, bucket: str, key: str, site: str, status: str, target_id: str = "") -> StatusEntry:
@@ -141,7 +134,7 @@ def test_a_failed_outcome_is_written_as_captured(replay, make_writer, tmp_path):
     """No GET of docs/failed.txt was captured: s2_03's exchange answers the PENDING ObjectMD the log holds."""
     pending = logged_md("s3_08_log_after_put_and_failed_update", "docs/failed.txt", "PENDING")
     put_request = load_sample("s4_05_backbeat_put_metadata_failed")["request"]
-    serve_derived(replay, tmp_path, "s2_03_backbeat_get_metadata_src", pending, put_request["path"],
+    serve_derived(replay, "s2_03_backbeat_get_metadata_src", pending, put_request["path"],
                   put_request["query"])
     replay.serve("s4_05_backbeat_put_metadata_failed")
 
@@ -166,7 +159,7 @@ def test_a_version_deleted_meanwhile_is_not_written(replay, make_writer):
 def test_a_newer_change_made_meanwhile_keeps_its_pending_status(replay, make_writer, tmp_path):
     """The first copy's outcome arrives after a tagging update: the version now waits for the tags' change
     (content METADATA, PUT_TAGGING), whose own outcome will write the status."""
-    serve_derived(replay, tmp_path, "s2b_04_awsloc_backbeat_get_metadata",
+    serve_derived(replay, "s2b_04_awsloc_backbeat_get_metadata",
                   logged_md("s2b_09_awsloc_log_after_put_object_tagging", "aws/obj.txt", "PENDING"))
     replay.serve("s2b_05_awsloc_backbeat_put_metadata_completed",
                  allow=["replicationInfo.backends[0].dataStoreVersionId"])
@@ -185,7 +178,7 @@ def test_a_second_change_of_the_same_kind_made_meanwhile_keeps_its_pending_statu
     first = logged_md("s2b_09_awsloc_log_after_put_object_tagging", "aws/obj.txt", "PENDING")
     second = json.loads(first)
     second["tags"] = {"project": "gamma"}
-    serve_derived(replay, tmp_path, "s2b_04_awsloc_backbeat_get_metadata", json.dumps(second))
+    serve_derived(replay, "s2b_04_awsloc_backbeat_get_metadata", json.dumps(second))
     status = outcome(first, "aws-src", "aws/obj.txt", "us-east-2", COMPLETED, MOTO_LIKE_ID)
     assert status.entry.content == ("METADATA", "PUT_TAGGING")
 
@@ -197,7 +190,7 @@ def test_a_second_change_of_the_same_kind_made_meanwhile_keeps_its_pending_statu
 def test_a_failed_outcome_never_overwrites_a_completed_site(replay, make_writer, tmp_path):
     """Two processors copied the same version (a partition moved mid-copy): one wrote the replica, the other
     failed; the version is replicated whatever the second met."""
-    serve_derived(replay, tmp_path, "s2_03_backbeat_get_metadata_src",
+    serve_derived(replay, "s2_03_backbeat_get_metadata_src",
                   logged_md("s3_07_log_after_backbeat_put_metadata_completed", "docs/report.txt", "COMPLETED"))
     status = outcome(captured_md("s2_03_backbeat_get_metadata_src"), "src-bucket", "docs/report.txt", "zenko", FAILED)
 
@@ -210,7 +203,7 @@ def test_a_failed_outcome_never_overwrites_a_completed_site(replay, make_writer,
 def test_an_outcome_the_metadata_already_shows_is_not_written_again(replay, make_writer, tmp_path):
     """A status handed again after a crash before its commit costs one GET, no write."""
     completed = logged_md("s3_07_log_after_backbeat_put_metadata_completed", "docs/report.txt", "COMPLETED")
-    serve_derived(replay, tmp_path, "s2_03_backbeat_get_metadata_src", completed)
+    serve_derived(replay, "s2_03_backbeat_get_metadata_src", completed)
     target_id = json.loads(completed)["replicationInfo"]["backends"][0]["dataStoreVersionId"]
     status = outcome(captured_md("s2_03_backbeat_get_metadata_src"), "src-bucket", "docs/report.txt", "zenko",
                      COMPLETED, target_id)

@@ -54,11 +54,11 @@ def replay(request, tmp_path):
         server.serve("s6_02_list_object_versions_boto3", access_key="replicationKey1")
         if getattr(request, "param", None) == "hello completed":
             completed = load_sample("s5_07_source_put_metadata_completed")["request"]["body"]
-            serve_derived(server, tmp_path, CAPTURED_GETS[HELLO_VERSION], json.dumps(completed))
+            serve_derived(server, CAPTURED_GETS[HELLO_VERSION], json.dumps(completed))
         for sample in CAPTURED_GETS.values():
             server.serve(sample)
         path = "/_/backbeat/metadata/%s/%s" % (BUCKET, FAILED_VERSION[0])
-        serve_derived(server, tmp_path, "s2_03_backbeat_get_metadata_src",
+        serve_derived(server, "s2_03_backbeat_get_metadata_src",
                       logged_md(FAILED_LOG, FAILED_VERSION[0], "FAILED"), path, {"versionId": FAILED_VERSION[1]})
         for key, version in NO_CAPTURED_GET:  # as for a version deleted since the listing: 404 ObjNotFound
             server.serve_for("s5_e11_get_metadata_deleted_version", "/_/backbeat/metadata/%s/%s" % (BUCKET, key),

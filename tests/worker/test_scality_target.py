@@ -165,3 +165,58 @@ def test_a_multipart_objects_parts_are_read_by_number_and_checked_against_their_
     single = json.loads(load_sample("s2_03_backbeat_get_metadata_src")["response"]["body"]["Body"])
     assert _part_number(single, single["location"][0]) is None and _range(single, single["location"][0]) is None
     assert _expected_md5(single, single["location"][0]) == single["content-md5"]
+
+
+def test_a_metadata_change_the_target_lacks_the_version_for_is_copied_whole(replay, credentials):
+    # CloudServer answers a metadata-only PUT of a version it does not hold with 404 ObjNotFound (s5_e15).
+    target, source = make(replay, credentials)
+    entry = entry_of(source, "s3_28b_log_after_tagging_and_metadata_only_replica", "repl/hello.txt")
+    replay.serve_for("s5_e15_put_metadata_only_missing_target", TARGET_METADATA + entry.key,
+                     {"versionId": entry.version_id})
+    serve_no_replica_yet(replay, entry.key, entry.version_id)
+    replay.serve("s5_02_source_get_object_version", access_key="replicationKey1")
+    replay.serve("s5_03_target_put_data")
+    replay.serve("s5_04_target_put_metadata_replica",  # the whole copy carries the tagging's state
+                 allow=["tags.project", "originOp", "replicationInfo.content",
+                        "replicationInfo.backends[0].dataStoreVersionId"])
+    target.replicate(entry, source, threading.Event())
+    writes = [(r.method, r.path.split("/")[3], r.header("x-scal-replication-content")) for r in replay.requests
+              if r.method == "PUT"]
+    assert writes == [("PUT", "metadata", "METADATA"), ("PUT", "data", None), ("PUT", "metadata", None)]
+    assert replay.mismatches == [] and replay.unmatched == []
+
+
+def test_a_version_the_target_already_holds_as_replica_is_not_written_again(replay, credentials):
+    target, source = make(replay, credentials)
+    entry = entry_of(source, "s3_27_log_after_target_replica_write", "repl/hello.txt")
+    replica = load_sample("s5_04_target_put_metadata_replica")["request"]["body"]  # what the first copy wrote
+    replay.serve_metadata("s5_01_source_get_metadata", json.dumps(replica),
+                          (TARGET_METADATA + entry.key, {"versionId": entry.version_id}), access_key="accessKey1")
+    written = target.replicate(entry, source, threading.Event())
+    assert written.skipped and written.target_version_id == entry.version_id
+    assert [r.method for r in replay.requests if r.path.startswith("/_/backbeat/")] == ["GET"]
+
+
+@pytest.mark.parametrize("name,code", [
+    ("s5_e01_put_data_missing_canonical_id", "BadRequest"), ("s5_e02_put_data_missing_content_md5", "BadRequest"),
+    ("s5_e03_put_data_base64_md5", "BadDigest"), ("s5_e06_put_metadata_malformed_json", "MalformedPOSTRequest"),
+    ("s5_e08_get_metadata_missing_bucket", "NoSuchBucket"), ("s5_e09_get_metadata_wrong_account", "AccessDenied"),
+    ("s5_e10_get_metadata_invalid_version_id", "InvalidArgument"), ("s5_e13_put_data_missing_bucket", "NoSuchBucket"),
+])
+def test_every_captured_route_error_is_raised_with_its_code_and_none_is_retried(replay, credentials, name, code):
+    from crr_worker.backbeat_routes import BackbeatClient, Route
+
+    captured = load_sample(name)["request"]
+    secrets = {"replicationKey1": "replicationSecretKey1", "accessKey1": "verySecretKey1",
+               "accessKey2": "verySecretKey2"}
+    signer = next(k for k in secrets if k in captured["headers"].get("Authorization", ""))
+    replay.serve(name)
+    secret = secrets[signer]
+    client = BackbeatClient(replay.url, "us-east-1", {"aws_access_key_id": signer, "aws_secret_access_key": secret},
+                            1, 10)
+    headers = {k: v for k, v in captured["headers"].items() if k.lower() in ("x-scal-canonical-id", "content-md5")}
+    body = captured["body"] if isinstance(captured["body"], str) else json.dumps(captured["body"])
+    with pytest.raises(Exception) as raised:
+        client.call(Route(captured["method"], captured["path"], captured["query"], body.encode(), headers))
+    assert getattr(raised.value, "code", None) == code and not is_retryable(raised.value)
+    assert replay.mismatches == [] and not raised.value.not_found
