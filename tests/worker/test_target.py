@@ -59,3 +59,20 @@ def test_a_version_gone_from_the_source_before_its_replica_was_written_is_an_err
     with pytest.raises(ClientError):
         target.replicate(entry, source, threading.Event())
     assert target_versions(pair, "gone") == []
+
+
+def test_a_site_without_bucket_match_stores_keys_under_the_source_bucket_and_finds_them_there(pair):
+    pair.write_config(**{"extensions.replication.destination.bootstrapList": [
+        dict(pair.config["extensions"]["replication"]["destination"]["bootstrapList"][0], bucketMatch=False)]})
+    config = pair.load()
+    source = S3Source(config.source, SITE)
+    target = AwsS3Target(config.site(SITE), config.queue_processor)
+    try:
+        entry = entry_for(pair, "k", pair.source.put_object(Bucket=pair.source_bucket, Key="k", Body=b"abc"), 3)
+        first = target.replicate(entry, source, threading.Event())
+        again = target.replicate(entry, source, threading.Event())
+    finally:
+        target.close()
+    key = "%s/k" % pair.source_bucket
+    assert target_versions(pair, key) == [first.target_version_id] and again.skipped
+    assert target_versions(pair, "k") == []
