@@ -32,7 +32,7 @@ _ENDPOINT_KEYS = ("site", "servers", "type", "default")
 _LOCATION_DETAIL_KEYS = ("awsEndpoint", "bucketName", "bucketMatch", "credentialsProfile", "credentials",
                          "serverSideEncryption", "https", "pathStyle", "supportsVersioning")
 _BOOTSTRAP_KEYS = ("site", "servers", "type", "awsEndpoint", "bucketName", "region", "bucketMatch",
-                   "credentialsProfile", "credentials", "https", "pathStyle")
+                   "credentialsProfile", "credentials", "https", "pathStyle", "canonicalId", "displayName")
 
 
 class SiteConfigError(ValueError):
@@ -59,6 +59,8 @@ class Site:
     path_style: bool = False
     supports_versioning: bool = True
     legacy_aws_behavior: bool = False
+    canonical_id: str | None = None
+    display_name: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------- validate
@@ -83,12 +85,15 @@ def _validate_scality(site):
         raise SiteConfigError("servers: a scality site needs at least one host:port")
     for server in site.servers:
         check_server(server)
-    for option in ("aws_endpoint", "bucket", "region", "credentials_profile", "access_key", "secret_key"):
+    for option in ("aws_endpoint", "bucket", "region", "access_key", "secret_key"):
         if getattr(site, option):
             raise SiteConfigError("%s: applies to type aws_s3 only; remove it for a scality site" % option)
 
 
 def _validate_aws(site, needs_aws_details):
+    for option in ("canonical_id", "display_name"):
+        if getattr(site, option):
+            raise SiteConfigError("%s: applies to type scality only; remove it for an aws_s3 site" % option)
     if site.servers:
         raise SiteConfigError("servers: applies to type scality only; an aws_s3 site uses aws_endpoint and bucket")
     if site.credentials_profile and (site.access_key or site.secret_key):
@@ -265,8 +270,11 @@ def apply_bootstrap_entry(config, site, state, label="worker_config"):
 
 
 def _bootstrap_entry(site):
-    if site.type == "scality":
-        return {"site": site.name, "servers": list(site.servers)}
+    if site.type == "scality":  # the worker writes replicas as the target account, with its keys
+        optional = {"canonicalId": site.canonical_id, "displayName": site.display_name,
+                    "credentialsProfile": site.credentials_profile}
+        return dict({"site": site.name, "servers": list(site.servers)},
+                    **{key: value for key, value in optional.items() if value})
     entry = {"site": site.name, "type": site.type}
     optional = {"awsEndpoint": site.aws_endpoint, "bucketName": site.bucket, "region": site.region}
     entry.update({key: value for key, value in optional.items() if value})

@@ -66,8 +66,18 @@ options:
     default: false
   credentials_profile:
     description:
-      - Profile of the credentials file used to reach the V(aws_s3) target.
+      - Profile of the credentials file used to reach the V(aws_s3) target, or, in O(worker_config), the
+        V(scality) target account's keys.
       - Mutually exclusive with O(access_key) and O(secret_key).
+    type: str
+  canonical_id:
+    description:
+      - Canonical id of the V(scality) site's target account, written into O(worker_config) only
+        (C(canonicalId)); the worker writes replicas as that account.
+    type: str
+  display_name:
+    description:
+      - Display name of that account (C(displayName)), written into O(worker_config) only.
     type: str
   access_key:
     description:
@@ -225,6 +235,8 @@ def argument_spec():
         path_style=dict(type="bool", default=False),
         supports_versioning=dict(type="bool", default=True),
         legacy_aws_behavior=dict(type="bool", default=False),
+        canonical_id=dict(type="str"),
+        display_name=dict(type="str"),
         cloudserver_config=dict(type="path"),
         location_config=dict(type="path"),
         worker_config=dict(type="path"),

@@ -232,6 +232,18 @@ def test_scality_site_is_a_backbeat_bootstrap_entry():
     assert bootstrap(updated)[-1] == {"site": "paris", "servers": ["10.0.0.5:8000"]}
 
 
+def test_scality_bootstrap_entry_carries_the_target_account_and_its_keys_profile():
+    site = scality(canonical_id="79a59df9", display_name="Bart", credentials_profile="paris")
+    updated = apply_bootstrap_entry({}, site, "present")
+    assert bootstrap(updated) == [{"site": "paris", "servers": ["10.0.0.5:8000"], "canonicalId": "79a59df9",
+                                   "displayName": "Bart", "credentialsProfile": "paris"}]
+
+
+def test_the_target_account_options_apply_to_scality_sites_only():
+    assert error_of(validate_site, aws(canonical_id="x"), "present", True).startswith(
+        "canonical_id: applies to type scality only")
+
+
 def test_aws_site_bootstrap_entry_carries_what_the_worker_needs():
     updated = apply_bootstrap_entry(fixture("backbeat", "config.json"), aws(name="us-east-2"), "present")
     assert bootstrap(updated)[1] == {

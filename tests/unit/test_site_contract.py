@@ -35,9 +35,19 @@ def test_aws_site_defaults_to_https():
     assert config.site("aws").endpoint == "https://s3.amazonaws.com"
 
 
-def test_scality_site_keeps_its_servers():
-    config = _worker_config([{"name": "zenko", "type": "scality", "servers": ["node2:8000"]}])
-    assert config.site("zenko").servers == ("node2:8000",)
+def test_scality_site_keeps_its_servers_and_names_the_target_account_and_its_keys():
+    config = _worker_config([{"name": "zenko", "type": "scality", "servers": ["node2:8000"],
+                              "canonical_id": "79a59df9", "display_name": "Bart", "credentials_profile": "zenko"}])
+    site = config.site("zenko")
+    assert site.servers == ("node2:8000",) and (site.canonical_id, site.display_name) == ("79a59df9", "Bart")
+    assert site.credentials.profile == "zenko" and not site.https
+
+
+def test_a_scality_site_without_its_target_account_is_refused_before_any_change():
+    from ansible.errors import AnsibleFilterError
+
+    with pytest.raises(AnsibleFilterError, match=r"sites\[0\] \(zenko\): a scality site needs canonical_id"):
+        worker_bootstrap_list([{"name": "zenko", "type": "scality", "servers": ["node2:8000"]}])
 
 
 def test_inline_keys_are_refused_naming_the_key():
