@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -421,3 +422,104 @@ def test_a_marker_missing_under_a_newer_replica_fails_rather_than_completing_or_
     finally:
         target.close()
     assert "newer" in failure.value.reason and _target_markers(pair, bucket, "k") == []
+
+
+class _Site:
+    """A site that refuses connections until `down_for` probes have failed, then answers everything."""
+
+    def __init__(self, down_for: int):
+        self.down_for = down_for
+        self.probes = 0
+        self.tries = 0
+
+    def probe(self):
+        self.probes += 1
+        if self.probes <= self.down_for:
+            raise EndpointConnectionError(endpoint_url="http://target")
+
+    @property
+    def up(self) -> bool:
+        return self.probes > self.down_for
+
+    def copy(self):
+        self.tries += 1
+        if not self.up:
+            raise EndpointConnectionError(endpoint_url="http://target")
+        return "copied"
+
+
+def _hold(interval_s: float = 0.001):
+    from crr_worker.outage import SiteHold
+
+    return SiteHold("aws1", threading.Event(), interval_s=interval_s)
+
+
+def test_an_outage_of_the_site_is_waited_out_without_spending_the_versions_tries():
+    site, hold = _Site(down_for=20), _hold()
+    policy = RetryPolicy(max_retries=2, timeout_s=60, backoff=Backoff(min_ms=1, max_ms=2, jitter=0.1, factor=2))
+    assert call_with_retries(site.copy, policy, threading.Event(), hold=hold, probe=site.probe) == "copied"
+    assert site.probes == 21 and site.tries == 2 and not hold.held
+
+
+def test_the_time_a_site_is_held_does_not_count_against_the_time_budget():
+    site, hold = _Site(down_for=50), _hold(interval_s=0.002)
+    policy = RetryPolicy(max_retries=5, timeout_s=0.05, backoff=Backoff(min_ms=1, max_ms=1, jitter=0.0, factor=1))
+    outcomes = iter([EndpointConnectionError(endpoint_url="x"), client_error("InternalError", 500), "copied"])
+
+    def copy():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert call_with_retries(copy, policy, threading.Event(), hold=hold, probe=site.probe) == "copied"
+
+
+def test_a_site_error_the_probe_answers_is_the_versions_own_and_counts_as_a_try():
+    site, hold = _Site(down_for=0), _hold()
+
+    def reset():
+        raise EndpointConnectionError(endpoint_url="http://target")
+
+    with pytest.raises(ReplicationFailed) as failure:
+        call_with_retries(reset, POLICY, threading.Event(), random.Random(1), hold=hold, probe=site.probe)
+    assert failure.value.tries == 3 and site.probes == 3
+
+
+def test_a_version_error_fails_at_once_without_probing_the_site():
+    site, hold = _Site(down_for=0), _hold()
+
+    def denied():
+        raise client_error("AccessDenied", 403)
+
+    with pytest.raises(ReplicationFailed):
+        call_with_retries(denied, POLICY, threading.Event(), hold=hold, probe=site.probe)
+    assert site.probes == 0
+
+
+def test_while_a_site_is_held_no_other_copy_tries_it():
+    site, hold = _Site(down_for=10), _hold(interval_s=0.05)
+    first = threading.Thread(target=call_with_retries, args=(site.copy, POLICY, threading.Event()),
+                             kwargs={"hold": hold, "probe": site.probe})
+    first.start()
+    deadline = time.monotonic() + 10
+    while not hold.held and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert hold.held
+    tried_while_down = []
+    assert call_with_retries(lambda: tried_while_down.append(not site.up) or "copied", POLICY, threading.Event(),
+                             hold=hold, probe=site.probe) == "copied"
+    first.join(10)
+    assert tried_while_down == [False] and not hold.held
+
+
+def test_a_probe_answered_with_an_error_reply_means_the_site_is_up():
+    from crr_worker.outage import SiteHold
+
+    def forbidden():
+        raise client_error("AccessDenied", 403)
+
+    def unavailable():
+        raise client_error("503", 503)
+
+    assert SiteHold._answers(forbidden) and not SiteHold._answers(unavailable)

@@ -9,6 +9,9 @@ so a crash re-does work and never loses it; the target's idempotence check makes
 All bookkeeping lives on the thread that polls Kafka; worker threads only copy and report back through a queue.
 That thread publishes the outcomes of every copy finished since its last turn together (send all, flush once,
 check each), and only then counts them done and starts the next version of their keys.
+
+An outage of the site (crr_worker.outage) is shared by the copying threads: while the site is held, fetching is
+paused like under backpressure and copies wait for the site instead of spending their tries.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from crr_worker.control import ControlWatch
 from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
+from crr_worker.outage import SiteHold
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
 from crr_worker.sources.base import Source
 from crr_worker.targets.base import Target
@@ -93,6 +97,9 @@ class Processor:
         self.pool = None
         self.control = ControlWatch(config)
         self.paused = False  # by the operator (pause/resume API), for every processor of the site
+        self.hold = SiteHold(self.site.site, stop)  # set while the site is down (an outage, not a failure)
+        # A target without a probe cannot tell an outage from a version's error: every try then counts.
+        self.probe = getattr(target, "probe", None)
 
     def run(self) -> None:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
@@ -239,15 +246,17 @@ class Processor:
         # The fetch pause itself is _apply_backpressure's, which runs before every poll.
 
     def _apply_backpressure(self) -> bool:
-        """Stop fetching while too much is taken or the site is paused; memory stays bounded whatever the backlog.
+        """Stop fetching while too much is taken, the site is paused or it is held by an outage; memory stays bounded
+        whatever the backlog.
 
-        A pause stops fetching only: copies already taken (at most 4 x concurrency) still finish. True when
-        fetching is stopped (this call then waited up to 0.2 s for copies to finish).
+        A pause stops fetching only: copies already taken (at most 4 x concurrency) still finish; during an outage
+        they wait for the site to answer again. True when fetching is stopped (this call then waited up to 0.2 s for
+        copies to finish).
         """
         assigned = self.consumer.assignment()
         if not assigned:
             return False
-        if self.paused or self._outstanding() >= self.max_outstanding:
+        if self.paused or self.hold.held or self._outstanding() >= self.max_outstanding:
             self.consumer.pause(*assigned)
             self._collect_finished(block_s=0.2)
             return True
@@ -277,9 +286,11 @@ class Processor:
             log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
                 version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
 
+        probe = (lambda: self.probe(entry)) if self.probe is not None else None
         try:
             written = call_with_retries(lambda: self.target.replicate(entry, self.source, self.stop),
-                                        self.site.retry, self.stop, on_retry=on_retry)
+                                        self.site.retry, self.stop, on_retry=on_retry,
+                                        hold=self.hold if probe else None, probe=probe)
         except ReplicationFailed as exc:
             return self._failed(entry, exc.reason)
         except Stopped:

@@ -1,7 +1,9 @@
 """Retries inside a site's budget: exponential backoff with jitter, and which errors deserve another try.
 
 Retryable: throttling, 5xx, connection resets and timeouts. Everything else (403, NoSuchBucket, bad
-credentials, ...) fails at once: trying again cannot help and would only delay the FAILED status.
+credentials, ...) fails at once: trying again cannot help and would only delay the FAILED status. Among the
+retryable ones, site errors (connections, timeouts, 503) may mean the whole site is down: given a SiteHold, such
+an error is checked with a probe of the site, and an outage is waited out without counting against the version.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from botocore.exceptions import (
     ClientError,
@@ -28,8 +30,12 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from crr_worker.backbeat_routes import BackbeatError
 from crr_worker.config import RetryPolicy
 
+if TYPE_CHECKING:
+    from crr_worker.outage import SiteHold
+
 T = TypeVar("T")
 
+SITE_ERROR_CODES = frozenset({"SlowDown", "ServiceUnavailable", "503"})  # "503": a HEAD's error has no body
 RETRYABLE_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "SlowDown",
     "TooManyRequestsException", "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
@@ -68,6 +74,17 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return error_code(exc) in RETRYABLE_CODES or status >= 500 or status in (408, 429)
+    return isinstance(exc, NETWORK_ERRORS)
+
+
+def is_site_error(exc: BaseException) -> bool:
+    """Whether `exc` may mean the whole site is unreachable or overloaded (refused or reset connections, timeouts,
+    DNS, 503 / SlowDown) rather than something wrong with one version."""
+    if isinstance(exc, ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status == 503 or error_code(exc) in SITE_ERROR_CODES
+    if isinstance(exc, BackbeatError):
+        return exc.status == 503 or exc.code in SITE_ERROR_CODES
     return isinstance(exc, NETWORK_ERRORS)
 
 
@@ -112,27 +129,41 @@ def call_with_retries(
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
+    hold: SiteHold | None = None,
+    probe: Callable[[], None] | None = None,
 ) -> T:
-    """operation()'s result, retried within the budget; ReplicationFailed or Stopped otherwise."""
+    """operation()'s result, retried within the budget; ReplicationFailed or Stopped otherwise.
+
+    With a `hold` and a `probe` of the site, no try starts while the site is held, and a site error is checked
+    with the probe (SiteHold.wait_out): when the site was down, that try does not count and the time held is
+    added to the budget's deadline; when it answered, the try counts like any retryable error.
+    """
     backoff = Backoff(policy, rng or random.Random())
     deadline = clock() + policy.timeout_s
-    for attempt in range(policy.max_retries):
+    tries = 0
+    while True:
         if stop.is_set():
             raise Stopped()
+        if hold is not None:
+            deadline += hold.wait_while_held()
         try:
             return operation()
         except (ReplicationFailed, Stopped):
             raise
         except Exception as exc:  # noqa: BLE001 - classified right below
             if not is_retryable(exc):
-                raise ReplicationFailed(describe(exc), attempt + 1) from exc
-            tries_left = attempt + 1 < policy.max_retries
-            delay = backoff.delay_s(attempt)
-            if not tries_left or clock() + delay >= deadline:
-                reason = "%s; gave up after %d tries" % (describe(exc), attempt + 1)
-                raise ReplicationFailed(reason, attempt + 1) from exc
+                raise ReplicationFailed(describe(exc), tries + 1) from exc
+            if hold is not None and probe is not None and is_site_error(exc):
+                held_s = hold.wait_out(exc, probe)
+                if held_s is not None:
+                    deadline += held_s
+                    continue  # the site was down: not the version's try
+            delay = backoff.delay_s(tries)
+            tries += 1
+            if tries >= policy.max_retries or clock() + delay >= deadline:
+                reason = "%s; gave up after %d tries" % (describe(exc), tries)
+                raise ReplicationFailed(reason, tries) from exc
             if on_retry:
-                on_retry(attempt + 1, exc, delay)
+                on_retry(tries, exc, delay)
             if stop.wait(delay):
                 raise Stopped() from exc
-    raise ReplicationFailed("no tries allowed", 0)

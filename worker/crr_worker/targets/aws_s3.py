@@ -54,6 +54,11 @@ class AwsS3Target:
             raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % self.site.site)
         return bucket
 
+    def probe(self, entry: ReplicationEntry) -> None:
+        """One cheap request to the site (HEAD of the entry's target bucket), for crr_worker.outage to tell a site
+        that is down from one that answers: raises what the client raises; an error reply still means it is up."""
+        self.s3.head_bucket(Bucket=self.destination(entry))
+
     def key(self, entry: ReplicationEntry) -> str:
         """The replica's key: the source key, under `<source bucket>/` when the site has bucketMatch false (so
         that several source buckets can share one target bucket, as CloudServer's aws_s3 locations do)."""
