@@ -40,7 +40,12 @@ from crr_worker.targets.base import Target
 LOG = logging.getLogger("crr_worker.processor")
 COMMIT_INTERVAL_S = 1.0
 SHUTDOWN_GRACE_S = 20.0
-REVOKE_DRAIN_S = 30.0  # below the group session timeout: heartbeats pause meanwhile
+# A processor killed outright is noticed by the broker when its session times out, and only then do its partitions
+# move (kafka-python's default: 45 s). Heartbeats every second keep a live one in the group.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 1_000  # at most a third of the session timeout, as Kafka asks
+# Below the session timeout: the rebalance listener runs on kafka-python's IO loop, which sends no heartbeat meanwhile.
+REVOKE_DRAIN_S = 6.0
 PUBLISH_TIMEOUT_S = 10.0
 PUBLISH_RETRY_S = 1.0
 PUBLISH_INTERVAL_S = 0.05  # outcomes finished meanwhile share one produce request (one per poll turn cost the broker)
@@ -106,7 +111,8 @@ class Processor:
         ensure_topics(self.config)
         self.producer = make_producer(self.config)
         self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2,
-                                      fetch_max_wait_ms=FETCH_WAIT_MS)
+                                      fetch_max_wait_ms=FETCH_WAIT_MS, session_timeout_ms=SESSION_TIMEOUT_MS,
+                                      heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
         wait_for_partitions(self.consumer, self.config.topic, self.stop)
         self.control.load(self.stop)  # a site paused before we started must not fetch anything
         self._follow_control()
