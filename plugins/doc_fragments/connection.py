@@ -13,12 +13,16 @@ options:
     description:
       - URL of the S3 endpoint, for example C(http://cloudserver:8000) for Scality S3.
       - Omit for AWS S3. Path-style addressing is used whenever it is set.
+      - For M(backbeat.crr.crr_role) and M(backbeat.crr.crr_policy) this is the IAM (and STS) endpoint when
+        O(iam_endpoint_url) is not set, as in amazon.aws' IAM modules.
     type: str
     aliases: [s3_url]
   iam_endpoint_url:
     description:
       - URL of the IAM endpoint, for example C(http://vault:8600) for Scality Vault.
       - Omit for AWS IAM. STS calls use the same endpoint.
+      - Preferred to O(endpoint_url) by the IAM modules, so that one set of options (for example
+        C(module_defaults) for the C(group/backbeat.crr.s3) action group) can name both the S3 and the IAM endpoint.
     type: str
   region:
     description:

@@ -57,7 +57,9 @@ def client(module, service):
     """A boto3 client for 's3', 'sqs', 'iam' or 'sts' built from the module's connection options.
 
     SQS is reached on endpoint_url, beside S3 (as moto and S3-compatible stacks serving both do);
-    IAM and STS on iam_endpoint_url.
+    IAM and STS on iam_endpoint_url, else on endpoint_url: the IAM modules (crr_role, crr_policy)
+    take endpoint_url as their endpoint, as amazon.aws' IAM modules do, so that it never sends
+    them to AWS while naming another server.
     """
     require_boto3(module)
     params = module.params
@@ -68,7 +70,9 @@ def client(module, service):
         aws_session_token=params.get("session_token"),
         region_name=params.get("region"),
     )
-    endpoint = params.get("endpoint_url") if service in ("s3", "sqs") else params.get("iam_endpoint_url")
+    endpoint = params.get("endpoint_url")
+    if service in ("iam", "sts"):
+        endpoint = params.get("iam_endpoint_url") or endpoint
     config = {"retries": _RETRIES}
     if service == "s3" and endpoint:
         config["s3"] = {"addressing_style": "path"}

@@ -112,6 +112,19 @@ def test_seed_setup_on_source_and_target_is_idempotent(sandbox):
     assert third.rc == 0 and third.changed_tasks == []
 
 
+def test_endpoint_url_alone_is_the_iam_endpoint(sandbox):
+    """As in amazon.aws' IAM modules: the policy is made at endpoint_url, nothing goes anywhere else."""
+    name = _unique()
+    trap = {"AWS_ENDPOINT_URL_IAM": UNREACHABLE.url, "AWS_ENDPOINT_URL_STS": UNREACHABLE.url}
+    task = {"name": "policy", "environment": trap, "backbeat.crr.crr_policy": {
+        "endpoint_url": sandbox.source.url, "access_key": "testing", "secret_key": "testing", "name": name,
+        "source_bucket": "source-bucket", "target_bucket": "target-bucket"}}
+    run = run_playbook(_play(task))
+    assert run.rc == 0, run.stdout[-2000:]
+    assert run.result("policy")["arn"] == _policy_arn(sandbox.source, name)
+    assert _policy_or_none(_iam(sandbox.source), _policy_arn(sandbox.source, name)) is not None
+
+
 def test_generated_document_is_the_seeds_replication_policy(sandbox):
     name, iam = _unique(), _iam(sandbox.source)
     run, result = _run(sandbox.source, name=name, source_bucket="src", target_bucket="tgt")

@@ -75,6 +75,27 @@ def test_create_is_idempotent_in_four_steps(sandbox):
     assert run.rc == 0 and result["changed"] is False
 
 
+# Anything botocore would reach without an endpoint option: nothing answers there.
+TRAP_ENVIRONMENT = {"AWS_ENDPOINT_URL_IAM": UNREACHABLE.url, "AWS_ENDPOINT_URL_STS": UNREACHABLE.url}
+
+
+def test_endpoint_url_alone_is_the_iam_endpoint(sandbox):
+    """As in amazon.aws' IAM modules: the role is made at endpoint_url, in check mode and for real."""
+    name, iam = _unique(), _iam(sandbox.source)
+    task = {"name": "role", "environment": TRAP_ENVIRONMENT, "backbeat.crr.crr_role": {
+        "endpoint_url": sandbox.source.url, "access_key": "testing", "secret_key": "testing", "name": name}}
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+
+    dry = run_playbook(play, check=True)
+    assert dry.rc == 0, dry.stdout[-2000:]
+    assert dry.result("role")["arn"] == "arn:aws:iam::111111111111:role/%s" % name  # STS there too
+
+    run = run_playbook(play)
+    assert run.rc == 0, run.stdout[-2000:]
+    assert run.result("role")["changed"] is True
+    assert _role_or_none(iam, name)["Arn"] == "arn:aws:iam::111111111111:role/%s" % name
+
+
 def test_trust_policy_compared_order_insensitively(sandbox):
     name = _unique()
     _run(sandbox.source, name=name, assume_role_policy_document=TRUST_TWO_SERVICES)
