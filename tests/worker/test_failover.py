@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from kafka.partitioner.default import murmur2
 
-from tests.worker.harness import log_records, start_pipeline, wait_for
+from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
 
 pytestmark = pytest.mark.integration
 # Between the processors' session timeout (10 s: the broker's notice of a dead member) and kafka-python's default
@@ -65,3 +65,30 @@ def test_a_killed_processors_partitions_move_to_the_other_and_their_versions_com
     print("failover: partitions moved %.1f s after the kill, first version on them COMPLETED after %.1f s"
           % (moved_at - killed_at, first_completion - killed_at))
     assert moved_at - killed_at < MOVED_WITHIN_S
+
+
+def test_a_killed_processor_restarted_at_once_resumes_its_partitions_versions(pair):
+    survivor, doomed = start_pipeline(pair, processors=2)
+    wait_for(lambda: all(assigned(p) and assigned(p)[-1][1] for p in (survivor, doomed)), 60, 0.5,
+             what="both processors to hold partitions")
+    moved = assigned(doomed)[-1][1]
+
+    doomed.kill()
+    killed_at = time.time()
+    doomed.wait()
+    again = pair.workers.start("processor", "--site", SITE, name="processor-again")
+    after_kill = keys_on(pair, moved, 5, "after")
+    for key in after_kill:
+        pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=b"y")
+
+    def all_consumed():
+        latest = [assigned(p)[-1][1] for p in (survivor, again) if assigned(p)]
+        return len(latest) == 2 and sorted(sum(latest, [])) == list(range(pair.config["kafka"]["partitions"]))
+
+    wait_for(all_consumed, 90, 0.2, what="every partition consumed again")
+    consumed_at = time.time()
+    completed = pair.wait_all_done(120)
+    first_completion = min(completed[(key, v)].updated_at for (key, v) in completed if key in after_kill) / 1000
+    print("restart: partitions shared again %.1f s after the kill, first version on the killed one's COMPLETED "
+          "after %.1f s" % (consumed_at - killed_at, first_completion - killed_at))
+    assert first_completion - killed_at < MOVED_WITHIN_S
