@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 
 import boto3
 import pytest
+import yaml
+from crr_worker.config import parse_config
 from playbook import REPO, run_playbook
 
 pytestmark = pytest.mark.integration
@@ -290,3 +292,24 @@ def test_a_bad_cloudserver_variable_fails_before_any_change(sandbox, cs_vars, cl
     assert _read(cloudserver["config"]) == before
     assert _lines(cloudserver["marker"]) == []
     assert _nothing_created(sandbox, cs_vars)
+
+
+def _example_vars(name):
+    with open(os.path.join(REPO, "examples", name, "inventory.yml"), encoding="utf-8") as src:
+        return yaml.safe_load(src)["all"]["vars"]
+
+
+@pytest.mark.parametrize("example, log_source", [("scality-to-aws", "dmd"), ("scality-to-scality", "bucketd")])
+def test_the_cloudserver_examples_give_the_worker_a_config_it_accepts(example, log_source):
+    """The examples' variables, through vars/derived.yml, into the worker's own config parser."""
+    keys = ("crr_source", "crr_source_type", "crr_record_log", "crr_bucketd", "crr_sites", "crr_pairs",
+            "crr_kafka_hosts")
+    given = {k: v for k, v in _example_vars(example).items() if k in keys}
+    run = _ok(run_playbook([_render_play()], given))
+    written = run.result(RENDER_TASK)["crr_worker_base_config"]
+    assert written["queuePopulator"]["logSource"] == log_source
+    config = parse_config(written)
+    assert config.cloudserver_source and config.log_source == log_source
+    feed = given["crr_record_log"] if log_source == "dmd" else given["crr_bucketd"]
+    assert (config.record_log.host, config.record_log.port) == (feed["host"], feed["port"])
+    assert config.source.buckets == tuple(p["source_bucket"] for p in given["crr_pairs"])
