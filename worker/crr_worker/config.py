@@ -405,7 +405,7 @@ def _record_log(populator: _Section, log_source: str) -> RecordLogConfig | None:
             raise ConfigError(feed.key("raftSessions"), "must list raft session ids (integers), e.g. [1, 2]")
     return RecordLogConfig(
         host=feed.text("host", required=True),
-        port=feed.integer("port", 9990 if log_source == "dmd" else 9000, 1, 65535),
+        port=feed.integer("port", 9993 if log_source == "dmd" else 9000, 1, 65535),  # dmd: its REST port
         https=feed.get("https", bool, False),
         log_name=feed.text("logName", "s3-recordlog"),
         raft_sessions=tuple(sessions),
