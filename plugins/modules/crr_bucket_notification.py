@@ -117,8 +117,6 @@ queue_configuration:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import notification  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
 )
@@ -272,8 +270,6 @@ def ensure_absent(module, s3, sqs, options):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_together=CONNECTION_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     options = validated_params(module)

@@ -209,10 +209,9 @@ replication_configuration:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import replication  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
+    region,
 )
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import BUCKET_NOT_FOUND, call  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.json_file import JsonFileError, load  # noqa: E402
@@ -299,10 +298,10 @@ def bucket_exists(module, s3, bucket):
 
 
 def create_bucket(module, s3, bucket):
-    """Create the bucket (in params.location or params.region); returns changed."""
+    """Create the bucket (in params.location or the connection's region); returns changed."""
     if module.check_mode:
         return True
-    location = module.params["location"] or module.params["region"]
+    location = module.params["location"] or region(module)
     kwargs = {"Bucket": bucket}
     if location and location != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": location}
@@ -388,8 +387,7 @@ def ensure_absent(module, s3, bucket):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_together=CONNECTION_REQUIRED_TOGETHER + [["role", "rules"]],
+        required_together=[["role", "rules"]],
         supports_check_mode=True,
     )
     bucket = module.params["bucket"]

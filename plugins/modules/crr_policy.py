@@ -148,8 +148,6 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.backbeat.crr.plugins.module_utils.arn import is_role_arn
 from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
 )
@@ -390,8 +388,6 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_together=CONNECTION_REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     params = module.params

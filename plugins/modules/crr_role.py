@@ -123,8 +123,6 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_TOGETHER,
     client,
     connection_argument_spec,
 )
@@ -286,8 +284,7 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE + [["trust_services", "assume_role_policy_document"]],
-        required_together=CONNECTION_REQUIRED_TOGETHER,
+        mutually_exclusive=[["trust_services", "assume_role_policy_document"]],
         supports_check_mode=True,
     )
     params = module.params

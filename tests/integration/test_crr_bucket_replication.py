@@ -144,6 +144,24 @@ def test_target_bucket_is_created_versioned_and_then_left_alone(sandbox):
     assert run.result("apply again")["replication_configuration"] is None
 
 
+@pytest.mark.parametrize("variable", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+def test_bucket_is_created_in_the_region_of_the_environment(sandbox, variable):
+    bucket = unique("tgt")
+    created = {**task("create", sandbox.target.url, bucket=bucket), "environment": {variable: "eu-west-1"}}
+    run = run_playbook(play(created))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert s3(sandbox.target.url).get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
+
+
+def test_region_option_wins_over_the_environment(sandbox):
+    bucket = unique("tgt")
+    created = {**task("create", sandbox.target.url, bucket=bucket, region="eu-central-1"),
+               "environment": {"AWS_REGION": "eu-west-1"}}
+    run = run_playbook(play(created))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert s3(sandbox.target.url).get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-central-1"
+
+
 def test_cloudserver_two_role_configuration_to_a_scality_site_is_idempotent(sandbox):
     source, target = unique("src"), unique("tgt")
     rules = [{"id": "all", "prefix": "", "destination_bucket": target, "storage_class": "zenko"}]
