@@ -91,13 +91,25 @@ def _session(module):
     """The boto3 Session of the module's profile or keys, its region set when the options give one."""
     require_boto3(module)
     profile, access_key, secret_key, session_token = _credentials(module)
-    return boto3.session.Session(
-        profile_name=profile,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        aws_session_token=session_token,
-        region_name=module.params.get("region") or None,
-    )
+    try:
+        return boto3.session.Session(
+            profile_name=profile,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+            region_name=module.params.get("region") or None,
+        )
+    except botocore.exceptions.ProfileNotFound as exc:
+        _fail_profile(module, exc)
+
+
+def _fail_profile(module, exc):
+    """Fail naming the option for botocore's ProfileNotFound (raised wherever botocore first reads the profile)."""
+    files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    module.fail_json(msg="profile: the config profile (%s) could not be found in %s or %s; fix the profile option "
+                         "(or AWS_PROFILE), add the profile to those files, or give access_key and secret_key instead"
+                         % ((exc.kwargs.get("profile"),) + files))
 
 
 def region(module):
@@ -105,7 +117,12 @@ def region(module):
 
     The option (or AWS_REGION, then AWS_DEFAULT_REGION, its fallbacks), else the profile's, else us-east-1.
     """
-    return module.params.get("region") or _session(module).region_name or DEFAULT_REGION
+    if module.params.get("region"):
+        return module.params["region"]
+    try:
+        return _session(module).region_name or DEFAULT_REGION
+    except botocore.exceptions.ProfileNotFound as exc:
+        _fail_profile(module, exc)
 
 
 def _verify(module):
@@ -148,6 +165,8 @@ def client(module, service):
             # An endpoint configured for botocore (AWS_ENDPOINT_URL...) is no more AWS than the option's.
             made = session.client(service, config=_config(service, path_style=True), **settings)
         return made
+    except botocore.exceptions.ProfileNotFound as exc:
+        _fail_profile(module, exc)
     except botocore.exceptions.BotoCoreError as exc:
         module.fail_json(msg="Cannot build the %s client: %s" % (service, exc))
 

@@ -1,5 +1,5 @@
 """The connection options with amazon.aws habits, for real against the sandbox's moto: option names,
-environment variables, a TLS endpoint whose certificate only a given CA bundle vouches for.
+environment variables, a TLS endpoint whose certificate only a given CA bundle vouches for, a wrong profile.
 """
 
 from __future__ import annotations
@@ -80,6 +80,17 @@ def test_aws_url_is_the_iam_endpoint_of_the_iam_modules(sandbox):
     done, result = run(ROLE_MODULE, {"name": name}, environment)
     assert done.rc == 0, done.stdout[-3000:]
     assert iam(sandbox.source).get_role(RoleName=name)["Role"]["Arn"] == result["arn"]
+
+
+def test_unknown_profile_fails_naming_the_option(sandbox, tmp_path):
+    (tmp_path / "config").write_text("")
+    environment = {"AWS_CONFIG_FILE": str(tmp_path / "config"),
+                   "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "config")}
+    done, result = run(ROLE_MODULE, {"endpoint_url": sandbox.source.url, "profile": "nosuch", "name": "r"},
+                       environment)
+    assert done.rc != 0
+    assert result["msg"].startswith("profile: the config profile (nosuch) could not be found")
+    assert "Traceback" not in result.get("module_stderr", "") + result.get("exception", "")
 
 
 # ------------------------------------------------------------------------------ a TLS endpoint

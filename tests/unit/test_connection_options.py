@@ -190,6 +190,20 @@ def test_aws_s3_keeps_virtual_host_addressing():
 # ------------------------------------------------------------------------------------ credentials
 
 
+def test_unknown_profile_fails_naming_the_option():
+    with pytest.raises(Failed) as failed:
+        connection.client(module(profile="nosuch"), "s3")
+    msg = failed.value.args[0]["msg"]
+    assert msg.startswith("profile: the config profile (nosuch) could not be found")
+    assert "AWS_PROFILE" in msg and "access_key" in msg
+
+
+def test_unknown_profile_fails_the_same_when_only_the_region_is_asked():
+    with pytest.raises(Failed) as failed:
+        connection.region(module(profile="nosuch"))
+    assert failed.value.args[0]["msg"].startswith("profile: the config profile (nosuch) could not be found")
+
+
 def test_profile_from_the_environment_gives_its_keys(monkeypatch, tmp_path):
     write_profile(tmp_path, "p")
     monkeypatch.setenv("AWS_PROFILE", "p")
