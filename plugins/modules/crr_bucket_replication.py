@@ -124,7 +124,8 @@ options:
     choices: [present, absent]
     default: present
 notes:
-  - Supports check mode and diff mode (normalised configuration before and after).
+  - Supports check mode and diff mode. The diff shows the bucket (C(bucket), C(versioning) and the normalised
+    C(role) and C(rules)) before and after; an empty side is a bucket that does not exist (yet).
   - moto's GetBucketReplication drops rule prefixes and filters; against moto, rules with a prefix or tags
     are therefore reported as changed on every run. Real S3 and CloudServer return what was stored.
 author:
@@ -358,30 +359,44 @@ def delete_replication(module, s3, bucket, current):
 # ------------------------------------------------------------------------------------------ main
 
 
+def bucket_state(versioning, configuration):
+    """What the module knows of an existing bucket: its versioning status and replication configuration."""
+    return dict(versioning=versioning, configuration=configuration)
+
+
 def ensure_present(module, s3, bucket, desired, manages_replication):
-    """(changed, versioning, before, after) of bucket + versioning (+ configuration when managed)."""
-    changed = False
+    """(changed, before, after): the bucket's states (None when it does not exist) with versioning Enabled
+    and, when managed, the configuration in place."""
     exists = bucket_exists(module, s3, bucket)
     if not exists:
         if not module.params["create_bucket"]:
             module.fail_json(msg="bucket %s does not exist; create it or set create_bucket: true" % bucket)
-        changed = create_bucket(module, s3, bucket)
+        create_bucket(module, s3, bucket)
     versioning = get_versioning(module, s3, bucket) if exists or not module.check_mode else None
-    changed |= enable_versioning(module, s3, bucket, versioning)
+    changed = enable_versioning(module, s3, bucket, versioning) or not exists
     current = get_replication(module, s3, bucket) if exists else None
-    if not manages_replication:
-        return changed, "Enabled", current, current
-    if put_replication(module, s3, bucket, desired, current):
-        return True, "Enabled", current, desired
-    return changed, "Enabled", current, current
+    before = bucket_state(versioning, current) if exists else None
+    if manages_replication and put_replication(module, s3, bucket, desired, current):
+        return True, before, bucket_state("Enabled", desired)
+    return changed, before, bucket_state("Enabled", current)
 
 
 def ensure_absent(module, s3, bucket):
+    """(changed, before, after) with the configuration removed; bucket and versioning stay."""
     if not bucket_exists(module, s3, bucket):
-        return False, None, None, None
+        return False, None, None
     current = get_replication(module, s3, bucket)
     changed = delete_replication(module, s3, bucket, current)
-    return changed, get_versioning(module, s3, bucket), current, None
+    versioning = get_versioning(module, s3, bucket)
+    return changed, bucket_state(versioning, current), bucket_state(versioning, None)
+
+
+def diff_view(bucket, state):
+    """--diff's view of a bucket: nothing when it does not exist, else its name, versioning and rules."""
+    if state is None:
+        return {}
+    configuration = replication.normalize(state["configuration"]) or {}
+    return dict(bucket=bucket, versioning=state["versioning"], **configuration)
 
 
 def main():
@@ -396,14 +411,14 @@ def main():
     s3 = client(module, "s3")
 
     if module.params["state"] == "present":
-        changed, versioning, before, after = ensure_present(module, s3, bucket, desired, manages_replication)
+        changed, before, after = ensure_present(module, s3, bucket, desired, manages_replication)
     else:
-        changed, versioning, before, after = ensure_absent(module, s3, bucket)
+        changed, before, after = ensure_absent(module, s3, bucket)
 
-    normalized = replication.normalize(after)
-    result = dict(changed=changed, bucket=bucket, versioning=versioning, replication_configuration=normalized)
+    result = dict(changed=changed, bucket=bucket, versioning=(after or {}).get("versioning"),
+                  replication_configuration=replication.normalize((after or {}).get("configuration")))
     if module._diff:
-        result["diff"] = {"before": replication.normalize(before) or {}, "after": normalized or {}}
+        result["diff"] = {"before": diff_view(bucket, before), "after": diff_view(bucket, after)}
     module.exit_json(**result)
 
 

@@ -224,6 +224,32 @@ def test_suspended_versioning_is_enabled_again(sandbox):
     assert versioning(sandbox.source.url, bucket) == "Enabled"
 
 
+def test_bucket_creation_is_in_the_diff(sandbox):
+    bucket = unique("tgt")
+    run = run_playbook(play(task("check", sandbox.target.url, check=True, bucket=bucket),
+                            task("create", sandbox.target.url, bucket=bucket)), diff=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    for step in ("check", "create"):
+        assert run.result(step)["diff"] == {"before": {}, "after": {"bucket": bucket, "versioning": "Enabled"}}
+
+
+def test_versioning_suspended_behind_the_modules_back_is_in_the_diff(sandbox):
+    source = unique("src")
+    rules = [{"destination_bucket": unique("tgt"), "storage_class": "zenko"}]
+    options = dict(bucket=source, role=[SRC_ROLE, TGT_ROLE], rules=rules)
+    assert run_playbook(play(task("setup", sandbox.source.url, **options))).rc == 0
+    s3(sandbox.source.url).put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Suspended"})
+    run = run_playbook(play(task("check", sandbox.source.url, check=True, **options),
+                            task("enable", sandbox.source.url, **options)), diff=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    for step in ("check", "enable"):
+        result = run.result(step)
+        assert result["changed"] is True
+        assert (result["diff"]["before"]["versioning"], result["diff"]["after"]["versioning"]) == \
+            ("Suspended", "Enabled")
+        assert result["diff"]["before"]["rules"] == result["diff"]["after"]["rules"]
+
+
 def test_absent_removes_the_configuration_and_keeps_bucket_and_versioning(sandbox):
     source = unique("src")
     rules = [{"destination_bucket": unique("tgt"), "storage_class": "zenko"}]
