@@ -142,18 +142,23 @@ def test_pause_keeps_a_site_pending_and_resume_completes_it(pair):
     assert api.post("/_/crr/pause/%s" % SITE).json()["paused"] is True
     wait_for(lambda: any(r.get("message") == "site paused" for r in log_records(processor)), 30, 0.3,
              "the processor to pause")
-    for index in range(5):
+    _assert_held_until_resumed(pair, api, 5)
+    assert api.post("/_/crr/pause/no-such-site").status_code == 404
+
+
+def _assert_held_until_resumed(pair, api, count: int) -> None:
+    """`count` new versions stay PENDING while the site is paused, and are replicated once it is resumed."""
+    for index in range(count):
         pair.source.put_object(Bucket=pair.source_bucket, Key="held-%d" % index, Body=b"h")
-    wait_for(lambda: len(pair.statuses()) == 5, 60, 0.5, "5 versions queued")
-    time.sleep(8)  # time enough for an unpaused processor to copy 5 small objects several times over
+    wait_for(lambda: len(pair.statuses()) == count, 60, 0.5, "%d versions queued" % count)
+    time.sleep(8)  # nothing to wait for: time enough for an unpaused processor to copy them several times over
     assert {s.status for s in pair.statuses().values()} == {"PENDING"}
     assert target_replicas(pair) == {}
     assert _metric(api.get("/metrics").text, "crr_site_paused", 'site="%s"' % SITE) == 1
 
     assert api.post("/_/crr/resume/%s" % SITE).json()["paused"] is False
     pair.wait_all_done(90)
-    assert len(target_replicas(pair)) == 5
-    assert api.post("/_/crr/pause/no-such-site").status_code == 404
+    assert len(target_replicas(pair)) == count
 
 
 def test_a_processor_started_while_its_site_is_paused_starts_paused(pair):
@@ -163,16 +168,7 @@ def test_a_processor_started_while_its_site_is_paused_starts_paused(pair):
     wait_for(lambda: any(r.get("message") == "processor started" for r in log_records(processor)), 60, 0.3,
              "the processor to start")
     assert any(r.get("message") == "site paused" for r in log_records(processor))
-    for index in range(3):
-        pair.source.put_object(Bucket=pair.source_bucket, Key="held-%d" % index, Body=b"h")
-    wait_for(lambda: len(pair.statuses()) == 3, 60, 0.5, "3 versions queued")
-    time.sleep(5)  # time enough for an unpaused processor to copy 3 small objects several times over
-    assert {s.status for s in pair.statuses().values()} == {"PENDING"}
-    assert target_replicas(pair) == {}
-
-    assert api.post("/_/crr/resume/%s" % SITE).json()["paused"] is False
-    pair.wait_all_done(90)
-    assert len(target_replicas(pair)) == 3
+    _assert_held_until_resumed(pair, api, 3)
 
 
 def test_a_configured_token_is_required_on_every_route(pair):

@@ -22,7 +22,7 @@ from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
 from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
 from crr_worker.sources.base import Source
-from crr_worker.targets.base import ReplicaWritten
+from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
 
 LOG = logging.getLogger("crr_worker.targets.aws_s3")
@@ -48,11 +48,7 @@ class AwsS3Target:
         self.parts.shutdown(wait=True, cancel_futures=True)
 
     def destination(self, entry: ReplicationEntry) -> str:
-        """The site's configured bucket, else the rule's destination bucket."""
-        bucket = self.site.bucket or entry.destination_bucket
-        if not bucket:
-            raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % self.site.site)
-        return bucket
+        return destination_bucket(self.site, entry)
 
     def probe(self, entry: ReplicationEntry) -> None:
         """One cheap request to the site (HEAD of the entry's target bucket), for crr_worker.outage to tell a site

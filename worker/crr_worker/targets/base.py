@@ -6,7 +6,9 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from crr_worker.config import SiteConfig
 from crr_worker.entries import ReplicationEntry
+from crr_worker.retry import ReplicationFailed
 from crr_worker.sources.base import Source
 
 
@@ -30,3 +32,11 @@ class Target(Protocol):
 
     def close(self) -> None:
         """Release threads and connections."""
+
+
+def destination_bucket(site: SiteConfig, entry: ReplicationEntry) -> str:
+    """The site's configured bucket, else the rule's destination bucket; ReplicationFailed when neither is set."""
+    bucket = site.bucket or entry.destination_bucket
+    if not bucket:
+        raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % site.site)
+    return bucket

@@ -28,7 +28,7 @@ from crr_worker.logs import log
 from crr_worker.object_md import METADATA_ONLY, REPLICA, parse_object_md, wire_version_id
 from crr_worker.retry import ReplicationFailed, RetryableError
 from crr_worker.sources.base import Source
-from crr_worker.targets.base import ReplicaWritten
+from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool
 
 LOG = logging.getLogger("crr_worker.targets.scality")
@@ -54,10 +54,7 @@ class ScalityTarget:
         self.client.close()
 
     def destination(self, entry: ReplicationEntry) -> str:
-        bucket = self.site.bucket or entry.destination_bucket
-        if not bucket:
-            raise ReplicationFailed("no destination bucket: the rule has none and site %s sets none" % self.site.site)
-        return bucket
+        return destination_bucket(self.site, entry)
 
     def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
         bucket = self.destination(entry)
