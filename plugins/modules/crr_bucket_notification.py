@@ -58,7 +58,10 @@ options:
     default: present
 notes:
   - Supports check mode and diff mode (the queue configuration with O(id) before and after).
-    In check mode nothing is created; when the queue does not exist yet, RV(queue_url) and RV(queue_arn) are empty.
+    In check mode nothing is created; when the queue does not exist yet, RV(queue_url) is empty and RV(queue_arn)
+    (and the diff's C(QueueArn)) the ARN the queue will have, from the account STS C(GetCallerIdentity) answers
+    (asked at the IAM endpoint, see O(iam_endpoint_url)); when STS does not answer, RV(queue_arn) is empty and
+    the diff's C(QueueArn) null.
   - The SQS client uses O(endpoint_url) and the credentials of the S3 client, as the worker does.
   - S3 sends a C(s3:TestEvent) message to the queue when the configuration is written; the worker ignores it.
 author:
@@ -98,7 +101,9 @@ queue_url:
   type: str
   sample: https://sqs.us-east-1.amazonaws.com/123456789012/backbeat-crr-notifications
 queue_arn:
-  description: ARN of the queue; empty when RV(queue_url) is.
+  description:
+    - ARN of the queue; empty when there is no queue (O(state=absent)).
+    - In check mode, for a queue still to create, the ARN it will have (empty when the account is unknown).
   returned: always
   type: str
   sample: arn:aws:sqs:us-east-1:123456789012:backbeat-crr-notifications
@@ -116,11 +121,12 @@ queue_configuration:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import notification  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.arn import parse_arn  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
     client,
     connection_argument_spec,
 )
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import BUCKET_NOT_FOUND, call  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, BUCKET_NOT_FOUND, call  # noqa: E402
 
 # GetQueueUrl's answer for a missing queue: the query-protocol code, and the JSON-protocol one.
 QUEUE_NOT_FOUND = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
@@ -166,6 +172,20 @@ def create_queue(module, sqs, name):
     if module.check_mode:
         return None
     return call(module, sqs, "CreateQueue", name, QueueName=name)["QueueUrl"]
+
+
+def predicted_queue_arn(sts, sqs, name):
+    """The ARN a queue about to be created will have (check mode), or None when the account is unknown.
+
+    Best effort, like crr_role's predicted role ARN: an endpoint without STS gives None.
+    """
+    try:
+        caller = parse_arn(sts.get_caller_identity()["Arn"])
+    except AWS_ERRORS:
+        return None
+    if not caller or not caller["account_id"]:
+        return None
+    return "arn:%s:sqs:%s:%s:%s" % (caller["partition"], sqs.meta.region_name, caller["account_id"], name)
 
 
 def queue_attributes(module, sqs, name, url):
@@ -236,8 +256,9 @@ def ensure_present(module, s3, sqs, options):
         url = create_queue(module, sqs, name)
         changed = True
     if url is None:  # check mode, queue still to create: it would get the statement, the bucket the configuration
-        desired = notification.queue_configuration(options["id"], "", options["events"])
-        return True, "", "", before, desired
+        queue_arn = predicted_queue_arn(client(module, "sts"), sqs, name)
+        desired = notification.queue_configuration(options["id"], queue_arn, options["events"])
+        return True, "", queue_arn or "", before, desired
 
     queue_arn, policy = queue_attributes(module, sqs, name, url)
     changed |= allow_bucket(module, sqs, name, url, queue_arn, policy, bucket)

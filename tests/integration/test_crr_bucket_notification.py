@@ -90,11 +90,23 @@ def test_check_mode_on_a_fresh_bucket_changes_nothing_and_creates_no_queue(sandb
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = run.result("check")
     assert result["changed"] is True
-    assert (result["queue_url"], result["queue_arn"]) == ("", "")
+    assert result["queue_url"] == ""
     assert result["diff"]["before"] == {}
     assert sorted(result["diff"]["after"]["Events"]) == DEFAULT_EVENTS
     assert queue_url(url, queue) is None
     assert notifications(url, bucket) == {}
+
+
+def test_check_mode_gives_the_arn_the_new_queue_will_have(sandbox):
+    url, bucket, queue = sandbox.source.url, new_bucket(sandbox.source.url), unique("crr")
+    run = run_playbook(play(task("check", url, bucket=bucket, queue=queue, check=True),
+                            task("apply", url, bucket=bucket, queue=queue)), diff=True)
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    check, apply = run.result("check"), run.result("apply")
+    assert check["queue_arn"] == apply["queue_arn"] == "arn:aws:sqs:us-east-1:%s:%s" % (sandbox.source.account_id,
+                                                                                           queue)
+    assert check["diff"]["after"] == apply["diff"]["after"]
+    assert check["diff"]["after"]["QueueArn"] == apply["queue_arn"]
 
 
 def test_queue_policy_and_configuration_are_created_once_and_deliver_object_events(sandbox):

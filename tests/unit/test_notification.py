@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import botocore.exceptions
 import pytest
 from ansible_collections.backbeat.crr.plugins.module_utils.notification import (
     NotificationError,
@@ -22,6 +23,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.notification import (
     without_queue_configuration,
     without_statement,
 )
+from ansible_collections.backbeat.crr.plugins.modules.crr_bucket_notification import predicted_queue_arn
 
 QUEUE = "arn:aws:sqs:us-east-1:111111111111:crr-events"
 OTHER_QUEUE = "arn:aws:sqs:us-east-1:111111111111:audit"
@@ -242,3 +244,30 @@ def test_bucket_and_id_are_checked():
     assert error_of(validate_bucket, "arn:aws:s3:::src").startswith("bucket:")
     assert error_of(validate_id, "").startswith("id:")
     assert error_of(validate_id, "i" * 256).startswith("id:")
+
+
+# ------------------------------------------------------------ crr_bucket_notification: check mode's queue ARN
+
+class _STS:
+    def __init__(self, arn=None, error=None):
+        self.arn, self.error = arn, error
+
+    def get_caller_identity(self):
+        if self.error:
+            raise self.error
+        return {"Arn": self.arn}
+
+
+class _SQS:
+    class meta:  # noqa: N801 (boto3's client.meta)
+        region_name = "eu-west-1"
+
+
+def test_check_mode_queue_arn_is_the_callers_account_in_the_sqs_region():
+    sts = _STS("arn:aws-cn:sts::111111111111:assumed-role/admin/session")
+    assert predicted_queue_arn(sts, _SQS, "q") == "arn:aws-cn:sqs:eu-west-1:111111111111:q"
+
+
+def test_check_mode_queue_arn_is_none_without_sts():
+    error = botocore.exceptions.ClientError({"Error": {"Code": "InvalidAction"}}, "GetCallerIdentity")
+    assert predicted_queue_arn(_STS(error=error), _SQS, "q") is None
