@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.worker.harness import log_records, start_pipeline, target_replicas
+from tests.worker.harness import SITE, log_records, start_pipeline, target_replicas, wait_for
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 60
@@ -136,3 +136,33 @@ def test_a_target_refusing_connections_for_60_s_holds_the_site_and_every_version
     on_target = version_order([(copies[0]["Key"], vid) for vid, copies in replicas.items()])
     on_source = version_order([(v["Key"], v["VersionId"]) for v in pair.source_versions()])
     assert on_target == on_source
+
+
+def test_a_processor_joining_during_an_outage_leaves_every_version_completed_once_and_in_order(pair_factory, proxy):
+    pair = pair_factory(site_extra={"endpoint": proxy.url})
+    (first,) = start_pipeline(pair)
+    pair.source.put_object(Bucket=pair.source_bucket, Key="before", Body=b"x")
+    pair.wait_all_done(90)
+
+    proxy.refuse()
+    put_versions(pair, keys=25, versions=4)
+    wait_for(lambda: _logged(first, "site unreachable, holding it"), 60, 0.5, what="the first processor to hold")
+    second = pair.workers.start("processor", "--site", SITE, name="processor-joining")
+    wait_for(lambda: _partitions(second), 60, 0.5, what="the joining processor to get partitions")
+    proxy.accept_again()
+
+    pair.wait_all_done(300)
+    replicas = target_replicas(pair)
+    duplicates = {vid: len(copies) for vid, copies in replicas.items() if len(copies) != 1}
+    assert not duplicates
+    on_target = version_order([(copies[0]["Key"], vid) for vid, copies in replicas.items()])
+    assert on_target == version_order([(v["Key"], v["VersionId"]) for v in pair.source_versions()])
+
+
+def _logged(proc, message: str) -> bool:
+    return any(r.get("message") == message for r in log_records(proc))
+
+
+def _partitions(proc) -> list[int]:
+    assigned = [r["partitions"] for r in log_records(proc) if r.get("message") == "partitions assigned"]
+    return assigned[-1] if assigned else []

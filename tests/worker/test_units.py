@@ -523,3 +523,68 @@ def test_a_probe_answered_with_an_error_reply_means_the_site_is_up():
         raise client_error("503", 503)
 
     assert SiteHold._answers(forbidden) and not SiteHold._answers(unavailable)
+
+
+def _bare_processor():
+    from crr_worker.processor import Processor
+
+    processor = Processor.__new__(Processor)
+    processor.progress, processor.waiting, processor.rewind, processor.revocations = {}, {}, {}, {}
+    return processor
+
+
+def test_partitions_assigned_back_are_read_again_from_the_first_offset_not_done():
+    from types import SimpleNamespace
+
+    from crr_worker.processor import _PartitionProgress
+    from kafka import TopicPartition
+
+    kept, moved, idle = (TopicPartition("repl", n) for n in range(3))
+    processor = _bare_processor()
+    processor.progress[kept] = _PartitionProgress(outstanding={5, 7}, next_offset=9)
+    processor.progress[moved] = _PartitionProgress(outstanding=set(), next_offset=4)
+    processor.progress[idle] = _PartitionProgress()
+    seeks = []
+    processor.consumer = SimpleNamespace(seek=lambda partition, offset: seeks.append((partition.partition, offset)))
+    processor.forget([kept, moved, idle])
+    processor.rewind_kept([kept, TopicPartition("repl", 3)])
+    assert seeks == [(0, 5)] and not processor.progress and not processor.rewind
+
+
+def test_a_copy_waiting_out_an_outage_gives_up_when_its_partition_is_revoked():
+    from crr_worker.outage import SiteHold
+    from crr_worker.processor import _GiveUp
+    from kafka import TopicPartition
+
+    partition, site = TopicPartition("repl", 0), _Site(down_for=10**9)
+    hold_stop = threading.Event()
+    hold = SiteHold("aws1", hold_stop, interval_s=0.01)
+
+    def probing_copy():  # the first copy to meet the outage probes until the site answers or the worker stops
+        with pytest.raises(Stopped):
+            call_with_retries(site.copy, POLICY, threading.Event(), hold=hold, probe=site.probe)
+
+    prober = threading.Thread(target=probing_copy)
+    prober.start()
+    processor = _bare_processor()
+    give_up = _GiveUp(threading.Event(), processor.revocations.setdefault(partition, threading.Event()))
+    outcome = []
+
+    def copy():
+        try:
+            call_with_retries(site.copy, POLICY, give_up, hold=hold, probe=site.probe)
+        except Stopped:
+            outcome.append("gave up")
+
+    waiting = threading.Thread(target=copy)
+    try:
+        deadline = time.monotonic() + 10
+        while not hold.held and time.monotonic() < deadline:
+            time.sleep(0.005)
+        waiting.start()
+        processor.forget([partition])
+        waiting.join(10)
+        assert outcome == ["gave up"] and hold.held  # the site stays held: its outage is not the copy's
+    finally:
+        hold_stop.set()
+        prober.join(10)

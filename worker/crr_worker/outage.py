@@ -38,29 +38,31 @@ class SiteHold:
         """Whether the site is down: nothing new should be started for it."""
         return self._down_since is not None
 
-    def wait_while_held(self) -> float:
-        """Block while the site is held or its probe runs; the seconds waited. Stopped when the worker stops."""
+    def wait_while_held(self, give_up=None) -> float:
+        """Block while the site is held or its probe runs; the seconds waited. Stopped when the worker stops or
+        `give_up` (the caller's own signal, e.g. its partition was revoked) is set."""
         started = self.clock()
         with self._changed:
             while self._probing:
-                if self.stop.is_set():
+                if self.stop.is_set() or (give_up is not None and give_up.is_set()):
                     raise Stopped()
                 self._changed.wait(WAKE_S)
         return self.clock() - started
 
-    def wait_out(self, error: BaseException, probe: Callable[[], None]) -> float | None:
+    def wait_out(self, error: BaseException, probe: Callable[[], None], give_up=None) -> float | None:
         """After a site error, the seconds the caller was held back by an outage of the site, once it is over; None
         when the site answered the probe at once (`error` was then not the site's). Stopped when the worker stops.
 
-        The first caller probes, and while the probe fails it holds the site and probes again every interval; the
-        callers meanwhile wait for its verdict.
+        The first caller probes, and while the probe fails it holds the site and probes again every interval (until
+        the site answers or the worker stops: the outage is the site's, whatever becomes of the caller's copy); the
+        callers meanwhile wait for its verdict, or give up when `give_up` is set.
         """
         started = self.clock()
         with self._changed:
             verdict_pending = self._probing
             self._probing = True  # (already, when pending: the site is held only while its prober runs)
         if verdict_pending:
-            self.wait_while_held()
+            self.wait_while_held(give_up)
             with self._changed:
                 return self.clock() - started if self._back_at >= started else None
         return self._probe_until_up(error, probe, started)

@@ -51,6 +51,7 @@ PUBLISH_RETRY_S = 1.0
 PUBLISH_INTERVAL_S = 0.05  # outcomes finished meanwhile share one produce request (one per poll turn cost the broker)
 BUSY_POLL_MS = 20  # poll timeout while copies are in flight, so that their outcomes are published promptly
 CONTROL_INTERVAL_S = 0.5
+GIVE_UP_CHECK_S = 0.5  # how soon a copy waiting (retry delay, outage) notices that the worker stops
 FETCH_WAIT_MS = 100  # entries are fetched in batches, but a lone entry waits no longer than this
 
 
@@ -78,6 +79,27 @@ class _Record:
     value: bytes
 
 
+class _GiveUp:
+    """What a copy checks to give up (is_set, wait: the two methods of threading.Event it uses): the worker stops,
+    or the partition of its record was revoked, so that a copy still running after the rebalance drain never writes
+    beside the partition's next owner."""
+
+    def __init__(self, stop: threading.Event, revoked: threading.Event):
+        self.stop, self.revoked = stop, revoked
+
+    def is_set(self) -> bool:
+        return self.revoked.is_set() or self.stop.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.revoked.wait(min(left, GIVE_UP_CHECK_S))
+        return True
+
+
 class Processor:
     """Consumes the replication topic for one site and writes replicas through `target`."""
 
@@ -93,6 +115,8 @@ class Processor:
         self.in_flight = 0
         self.holding = False  # during a rebalance: finish in-flight work, start nothing new
         self.running_keys: set = set()
+        self.rewind: dict[TopicPartition, int] = {}  # revoked partition -> first offset not done (see rewind_kept)
+        self.revocations: dict[TopicPartition, threading.Event] = {}  # set when the partition is revoked (_GiveUp)
         self.finished: queue.Queue = queue.Queue()
         self.unpublished: list[tuple[_Record, StatusEntry]] = []  # finished, outcome not yet acknowledged
         self.publish_after = 0.0
@@ -148,7 +172,8 @@ class Processor:
     def _dispatch(self, record: _Record) -> None:
         self.in_flight += 1
         self.running_keys.add(record.key)
-        future = self.pool.submit(self._process, record)
+        revoked = self.revocations.setdefault(record.partition, threading.Event())
+        future = self.pool.submit(self._process, record, _GiveUp(self.stop, revoked))
         future.add_done_callback(lambda f, r=record: self.finished.put((r, f)))
 
     def _collect_finished(self, block_s: float) -> None:
@@ -270,7 +295,7 @@ class Processor:
             self.consumer.resume(*assigned)
         return False
 
-    def _process(self, record: _Record) -> StatusEntry | bool:
+    def _process(self, record: _Record, give_up: _GiveUp) -> StatusEntry | bool:
         """Replicate one record: its outcome to publish; True when there is none (done), False when abandoned."""
         try:
             entry = ReplicationEntry.from_kafka(record.value)
@@ -281,12 +306,12 @@ class Processor:
         if self.site.site not in entry.sites:
             return True
         try:
-            status = self._replicate(entry)
+            status = self._replicate(entry, give_up)
         except Stopped:
             return False
         return status
 
-    def _replicate(self, entry: ReplicationEntry) -> StatusEntry:
+    def _replicate(self, entry: ReplicationEntry, give_up: _GiveUp) -> StatusEntry:
         """The outcome of replicating `entry` within the site's retry budget."""
         def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
             log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
@@ -294,8 +319,8 @@ class Processor:
 
         probe = (lambda: self.probe(entry)) if self.probe is not None else None
         try:
-            written = call_with_retries(lambda: self.target.replicate(entry, self.source, self.stop),
-                                        self.site.retry, self.stop, on_retry=on_retry,
+            written = call_with_retries(lambda: self.target.replicate(entry, self.source, give_up),
+                                        self.site.retry, give_up, on_retry=on_retry,
                                         hold=self.hold if probe else None, probe=probe)
         except ReplicationFailed as exc:
             return self._failed(entry, exc.reason)
@@ -342,16 +367,33 @@ class Processor:
             self._collect_finished(block_s=0.2)
 
     def forget(self, partitions) -> None:
-        """Drop what was taken from revoked partitions and not done: their new owner re-reads it."""
+        """Drop what was taken from revoked partitions and not done: their new owner reads it again from the committed
+        offset, or this processor from the first offset not done when a partition comes back to it (rewind_kept)."""
         lost = set(partitions)
         for partition in lost:
-            self.progress.pop(partition, None)
+            self.revocations.pop(partition, threading.Event()).set()  # copies still running give up
+            progress = self.progress.pop(partition, None)
+            first_not_done = progress.committable() if progress else None
+            if first_not_done is not None:
+                self.rewind[partition] = first_not_done
         for key in list(self.waiting):
             kept = deque(r for r in self.waiting[key] if r.partition not in lost)
             if kept:
                 self.waiting[key] = kept
             else:
                 del self.waiting[key]
+
+    def rewind_kept(self, assigned) -> None:
+        """Read again what forget() dropped from the partitions assigned back to this processor.
+
+        kafka-python keeps the fetch position of a partition present in both the old and the new assignment, so
+        without this the records dropped would be skipped, and the offsets after them committed.
+        """
+        for partition in assigned:
+            first_not_done = self.rewind.get(partition)
+            if first_not_done is not None:
+                self.consumer.seek(partition, first_not_done)
+        self.rewind.clear()  # a partition that went to another member: its owner reads from the committed offset
 
     def _shutdown(self) -> None:
         self.stop.set()
@@ -368,11 +410,13 @@ class Processor:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Before partitions move to another member, let what is in flight finish (bounded), then let go.
+    """Before partitions move to another member, let what is in flight finish (bounded), then let go: copies of
+    them still running give up, and what was not done is read again by the partition's next owner.
 
-    Finishing first keeps two members from copying one version at once. Nothing is committed here
-    (kafka-python runs this on its IO thread, where commits cannot block); done-but-uncommitted records are
-    redone by the new owner and recognised on the target as already written.
+    Finishing first keeps two members from copying one version at once; copies held by an outage write nothing,
+    so they are not waited for. Nothing is committed here (kafka-python runs this on its IO thread, where commits
+    cannot block); done-but-uncommitted records are redone by the new owner and recognised on the target as
+    already written.
     """
 
     def __init__(self, processor: Processor):
@@ -382,14 +426,16 @@ class _Rebalance(ConsumerRebalanceListener):
         processor = self.processor
         processor.holding = True
         try:
-            processor.drain(REVOKE_DRAIN_S)
+            if not processor.hold.held:
+                processor.drain(REVOKE_DRAIN_S)
             processor.forget(revoked)
         finally:
             processor.holding = False
         processor.restart_waiting()
 
     def on_partitions_assigned(self, assigned):
-        if self.processor.paused and assigned:
-            self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused site
+        self.processor.rewind_kept(assigned)
+        if (self.processor.paused or self.processor.hold.held) and assigned:
+            self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused or held site
         log(LOG, logging.INFO, "partitions assigned", site=self.processor.site.site,
             partitions=sorted(p.partition for p in assigned))

@@ -132,7 +132,7 @@ def call_with_retries(
     hold: SiteHold | None = None,
     probe: Callable[[], None] | None = None,
 ) -> T:
-    """operation()'s result, retried within the budget; ReplicationFailed or Stopped otherwise.
+    """operation()'s result, retried within the budget; ReplicationFailed, or Stopped once `stop` is set.
 
     With a `hold` and a `probe` of the site, no try starts while the site is held, and a site error is checked
     with the probe (SiteHold.wait_out): when the site was down, that try does not count and the time held is
@@ -145,7 +145,7 @@ def call_with_retries(
         if stop.is_set():
             raise Stopped()
         if hold is not None:
-            deadline += hold.wait_while_held()
+            deadline += hold.wait_while_held(stop)
         try:
             return operation()
         except (ReplicationFailed, Stopped):
@@ -154,7 +154,7 @@ def call_with_retries(
             if not is_retryable(exc):
                 raise ReplicationFailed(describe(exc), tries + 1) from exc
             if hold is not None and probe is not None and is_site_error(exc):
-                held_s = hold.wait_out(exc, probe)
+                held_s = hold.wait_out(exc, probe, stop)
                 if held_s is not None:
                     deadline += held_s
                     continue  # the site was down: not the version's try
