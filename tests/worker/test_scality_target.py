@@ -220,3 +220,18 @@ def test_every_captured_route_error_is_raised_with_its_code_and_none_is_retried(
         client.call(Route(captured["method"], captured["path"], captured["query"], body.encode(), headers))
     assert getattr(raised.value, "code", None) == code and not is_retryable(raised.value)
     assert replay.mismatches == [] and not raised.value.not_found
+
+
+def test_the_probe_raises_a_site_error_only_when_no_server_answers(replay, credentials):
+    from crr_worker.retry import is_site_error
+
+    target, source = make(replay, credentials)
+    entry = entry_of(source, "s3_13_log_after_delete_marker", "docs/report.txt")
+    with pytest.raises(Exception) as answered:  # an answer, here the replay's 404 for a route it has no capture of
+        target.probe(entry)
+    assert not is_site_error(answered.value)  # ... means the site is up
+    assert [(r.method, r.path) for r in replay.unmatched] == [("HEAD", "/target-bucket")]
+    down, _ = make(replay, credentials, servers=["127.0.0.1:%d" % _closed_port()])
+    with pytest.raises(Exception) as raised:
+        down.probe(entry)
+    assert is_site_error(raised.value)

@@ -127,8 +127,6 @@ class Processor:
         self.control = ControlWatch(config)
         self.paused = False  # by the operator (pause/resume API), for every processor of the site
         self.hold = SiteHold(self.site.site, stop)  # set while the site is down (an outage, not a failure)
-        # A target without a probe cannot tell an outage from a version's error: every try then counts.
-        self.probe = getattr(target, "probe", None)
 
     def run(self) -> None:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
@@ -317,11 +315,10 @@ class Processor:
             log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
                 version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
 
-        probe = (lambda: self.probe(entry)) if self.probe is not None else None
-        try:
+        try:  # the probe tells an outage of the site from an error of the version (crr_worker.outage)
             written = call_with_retries(lambda: self.target.replicate(entry, self.source, give_up),
                                         self.site.retry, give_up, on_retry=on_retry,
-                                        hold=self.hold if probe else None, probe=probe)
+                                        hold=self.hold, probe=lambda: self.target.probe(entry))
         except ReplicationFailed as exc:
             return self._failed(entry, exc.reason)
         except Stopped:

@@ -26,6 +26,10 @@ class Target(Protocol):
         """Copy one source version to the target, once: raises on error (classified by crr_worker.retry)
         and crr_worker.retry.Stopped when `stop` is set mid-copy, leaving no partial object visible."""
 
+    def probe(self, entry: ReplicationEntry) -> None:
+        """One cheap request to the site, for crr_worker.outage to tell a site that is down (this raises a site
+        error, crr_worker.retry.is_site_error) from one that answers (an error reply still means it is up)."""
+
     def destination(self, entry: ReplicationEntry) -> str:
         """The target bucket `entry` is written to, also named in its FAILED reason; raises
         crr_worker.retry.ReplicationFailed when there is none."""

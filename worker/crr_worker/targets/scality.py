@@ -19,9 +19,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 from crr_worker.aws import load_keys
-from crr_worker.backbeat_routes import BackbeatClient
+from crr_worker.backbeat_routes import BackbeatClient, Route
 from crr_worker.config import QueueProcessorConfig, SiteConfig
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
@@ -52,6 +53,10 @@ class ScalityTarget:
     def close(self) -> None:
         self.parts.shutdown(wait=True, cancel_futures=True)
         self.client.close()
+
+    def probe(self, entry: ReplicationEntry) -> None:
+        """A HEAD of the target bucket on the site's servers (one that refuses passes it to the next)."""
+        self.client.call(Route("HEAD", "/" + quote(self.destination(entry), safe=""), {}))
 
     def destination(self, entry: ReplicationEntry) -> str:
         return destination_bucket(self.site, entry)
