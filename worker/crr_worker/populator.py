@@ -22,7 +22,7 @@ from crr_worker.leadership import Leadership
 from crr_worker.ledger import KnownVersions, LedgerReader, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
-from crr_worker.rules import BucketReplication, ReplicationRule
+from crr_worker.rules import BucketReplication, Route
 from crr_worker.sources.base import Change, Source, VersionInfo
 
 LOG = logging.getLogger("crr_worker.populator")
@@ -161,11 +161,11 @@ class Populator:
                 continue  # the listing that enqueued this version also enqueued every older one
             else:
                 to_list.setdefault(change.bucket, []).append(change.key)
-        entries = decided + [e for replication, version in exact if (e := self._entry(replication, version))]
+        entries = decided + [e for replication, version in exact for e in self._entries(replication, version)]
         for bucket, keys in to_list.items():
             replication = self._replication(bucket)
             for versions in self.source.list_keys_versions(bucket, keys).values():
-                entries.extend(e for version in versions if (e := self._entry(replication, version)))
+                entries.extend(e for version in versions for e in self._entries(replication, version))
         count = 0
         for start in range(0, len(entries), FLUSH_EVERY):
             count += self._publish(entries[start:start + FLUSH_EVERY])
@@ -197,48 +197,45 @@ class Populator:
         for version in versions:
             if not self._leading():
                 return count  # the new leader's scan lists the rest, including what was taken and not published
-            entry = self._entry(replication, version)
-            if entry is None:
-                continue
-            entries.append(entry)
+            entries.extend(self._entries(replication, version))
             if len(entries) >= FLUSH_EVERY:
                 count += self._publish(entries)
                 entries = []
         return count + self._publish(entries)
 
-    def _entry(self, replication: BucketReplication, version: VersionInfo) -> ReplicationEntry | None:
-        """The entry of a version not yet queued for every site of its rule; None when there is nothing to do."""
+    def _entries(self, replication: BucketReplication, version: VersionInfo) -> list[ReplicationEntry]:
+        """The entries of a version, one for each rule sending it to sites that do not know it yet."""
         ids = (version.bucket, version.key, version.version_id)
         if self._queued(replication, ids):
-            return None
-        rule = self._rule(replication, version)
-        if rule is None:
-            return None
-        sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
-        if not sites:
-            return None
-        first = self.config.find_site(sites[0])
-        return ReplicationEntry(
-            bucket=version.bucket, key=version.key, version_id=version.version_id,
-            is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),
-            last_modified=version.last_modified, sites=sites, destination=rule.destination,
-            role=replication.role, storage_class=rule.storage_class,
-            storage_type=first.type if first else "aws_s3",
-        )
+            return []
+        entries = []
+        for route in self._routes(replication, version):
+            sites = tuple(s for s in route.sites if (s, *ids) not in self.known)
+            if not sites:
+                continue
+            first = self.config.find_site(sites[0])
+            entries.append(ReplicationEntry(
+                bucket=version.bucket, key=version.key, version_id=version.version_id,
+                is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),
+                last_modified=version.last_modified, sites=sites, destination=route.rule.destination,
+                role=replication.role, storage_class=route.rule.storage_class,
+                storage_type=first.type if first else "aws_s3",
+            ))
+        return entries
 
     def _queued(self, replication: BucketReplication, ids: tuple[str, str, str]) -> bool:
         """Whether the version is known for every site it goes to, as far as that is known without a request:
         its rule's sites once decided, else every site of the rules covering its key."""
         decided = self._decisions(replication, ids[0])
         if ids in decided:
-            sites = decided[ids].sites if decided[ids] else ()
+            sites = [site for route in decided[ids] for site in route.sites]
         else:
             sites = replication.sites_for(ids[1])
         return all((site, *ids) in self.known for site in sites)
 
-    def _rule(self, replication: BucketReplication, version: VersionInfo) -> ReplicationRule | None:
-        """The version's rule. A decision that needed its tags is remembered (until the bucket's rules change):
-        S3 too decides when a version is written, and each reading costs a request."""
+    def _routes(self, replication: BucketReplication, version: VersionInfo) -> tuple[Route, ...]:
+        """The version's rules and their sites. A decision that needed its tags is remembered (until the bucket's
+        rules change): S3 too decides when a version is written, and each reading costs a request."""
         ids = (version.bucket, version.key, version.version_id)
         decided = self._decisions(replication, version.bucket)
         if ids in decided:
@@ -249,10 +246,10 @@ class Populator:
             read.append(ids)
             return self._read_tags(version)
 
-        rule = replication.rule_for(version.key, None if version.is_delete_marker else read_tags)
+        routes = replication.routes_for(version.key, read_tags, delete_marker=version.is_delete_marker)
         if read:
-            decided[ids] = rule
-        return rule
+            decided[ids] = routes
+        return routes
 
     def _decisions(self, replication: BucketReplication, bucket: str) -> dict:
         rules, decided = self.decisions.get(bucket, (None, {}))

@@ -1,4 +1,4 @@
-"""Replication rules of a source bucket and which rule (hence which sites) applies to a key."""
+"""Replication rules of a source bucket and where they send a version: which rules apply, for which sites."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ class ReplicationRule:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One rule applying to a version, and the sites it sends the version to (those no better rule took)."""
+
+    rule: ReplicationRule
+    sites: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BucketReplication:
     """A bucket's replication configuration: the role(s) and the rules."""
 
@@ -41,33 +49,41 @@ class BucketReplication:
     role: str
     rules: tuple[ReplicationRule, ...]
 
-    def rule_for(self, key: str, read_tags: TagReader | None = None) -> ReplicationRule | None:
-        """The enabled rule applying to a version of `key`: the highest priority, then the longest prefix (V1 has
-        no overlap).
+    def routes_for(self, key: str, read_tags: TagReader | None = None, delete_marker: bool = False
+                   ) -> tuple[Route, ...]:
+        """Where a version of `key` goes: S3 applies every rule, and of rules with the same destination the one of
+        highest priority (then, here, the longest prefix). A destination is a site: each site takes the version
+        under the best rule naming it.
 
-        The version's tags are read (`read_tags()`, one request) only when a tag-filtered rule outranks every
-        rule without tags that covers the key; without a reader such rules never apply (a delete marker has no
-        tags).
+        The version's tags are read (`read_tags()`, one request) only when a tag-filtered rule may still send it to
+        a site no better rule took; without a reader (a delete marker has no tags) such rules never apply.
         """
+        taken: set[str] = set()
+        routes = []
         tags = None
         for rule in self._ranked(key):
-            if not rule.tags:
-                return rule
-            if tags is None:
-                tags = read_tags() if read_tags is not None else {}
-            if rule.tags_match(tags):
-                return rule
-        return None
+            sites = tuple(s for s in rule.sites if s not in taken)
+            if not sites:
+                continue  # every site of this rule has its rule already: its tags need no reading
+            if rule.tags:
+                if delete_marker:
+                    continue
+                if tags is None:
+                    tags = read_tags() if read_tags is not None else {}
+                if not rule.tags_match(tags):
+                    continue
+            taken.update(sites)
+            routes.append(Route(rule, sites))
+        return tuple(routes)
+
+    def rule_for(self, key: str, read_tags: TagReader | None = None) -> ReplicationRule | None:
+        """The best rule applying to a version of `key` (the first of routes_for); None when none does."""
+        routes = self.routes_for(key, read_tags)
+        return routes[0].rule if routes else None
 
     def sites_for(self, key: str) -> set[str]:
-        """Every site a version of `key` may go to, whatever its tags: those of the best rule without tags and of
-        the tag-filtered rules that outrank it."""
-        sites: set[str] = set()
-        for rule in self._ranked(key):
-            sites.update(rule.sites)
-            if not rule.tags:
-                break
-        return sites
+        """Every site a version of `key` may go to, whatever its tags: those of every rule covering the key."""
+        return {site for rule in self._ranked(key) for site in rule.sites}
 
     def _ranked(self, key: str) -> list[ReplicationRule]:
         """The rules that may apply to `key`, best first."""
@@ -87,13 +103,14 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
     """
     rules = []
     for index, raw in enumerate(document.get("Rules", [])):
+        rule_id = raw.get("ID", "rule-%d" % index)
         destination = raw.get("Destination", {})
         storage_class = destination.get("StorageClass", "") or ""
         sites = tuple(s.strip() for s in storage_class.split(",") if s.strip())
         if not sites and default_site:
             sites = (default_site,)
         rules.append(ReplicationRule(
-            rule_id=raw.get("ID", "rule-%d" % index),
+            rule_id=rule_id,
             prefix=_prefix(raw),
             enabled=raw.get("Status") == "Enabled",
             destination=destination.get("Bucket", ""),
