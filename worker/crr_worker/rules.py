@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 TagReader = Callable[[], Mapping[str, str]]
+NO_SITE = "(no site: rule %s)"  # where a rule naming no site sends versions: a site no processor serves
+UNROUTABLE = "unroutable: rule "
 
 
 @dataclass(frozen=True)
@@ -13,7 +16,8 @@ class ReplicationRule:
     """One rule, V1 (`Prefix`) or V2 (`Filter`) normalised: what it matches and where it sends it.
 
     `tags` are the (key, value) pairs a V2 filter requires (`Filter.Tag` or `Filter.And.Tags`): all must be on
-    the version for the rule to apply.
+    the version for the rule to apply. `sites` is never empty: a rule that names no site (no StorageClass, no
+    default site) sends versions to its NO_SITE placeholder.
     """
 
     rule_id: str
@@ -99,7 +103,7 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
     """The configuration returned by GetBucketReplication, with each rule's storage class read as site names.
 
     Backbeat reads the destination StorageClass as a comma-separated list of sites; an AWS rule without one
-    goes to the default site.
+    goes to the default site, or with none to its NO_SITE placeholder.
     """
     rules = []
     for index, raw in enumerate(document.get("Rules", [])):
@@ -107,8 +111,8 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
         destination = raw.get("Destination", {})
         storage_class = destination.get("StorageClass", "") or ""
         sites = tuple(s.strip() for s in storage_class.split(",") if s.strip())
-        if not sites and default_site:
-            sites = (default_site,)
+        if not sites:
+            sites = (default_site,) if default_site else (NO_SITE % rule_id,)
         rules.append(ReplicationRule(
             rule_id=rule_id,
             prefix=_prefix(raw),
@@ -120,6 +124,23 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
             tags=_tags(raw),
         ))
     return BucketReplication(bucket=bucket, role=document.get("Role", ""), rules=tuple(rules))
+
+
+def unroutable_reason(rule_id: str, why: str) -> str:
+    """The reason of a version FAILED because its rule sends it to a site no processor serves: `why`, after a
+    prefix naming the rule, which the API's metrics read back (unroutable_rule)."""
+    return "%s%s %s" % (UNROUTABLE, json.dumps(rule_id), why)
+
+
+def unroutable_rule(reason: str) -> str | None:
+    """The rule named by an unroutable_reason; None for any other reason."""
+    if not reason.startswith(UNROUTABLE):
+        return None
+    try:
+        rule_id, _ = json.JSONDecoder().raw_decode(reason, len(UNROUTABLE))
+    except ValueError:
+        return None
+    return rule_id if isinstance(rule_id, str) else None
 
 
 def _prefix(raw: dict) -> str:
