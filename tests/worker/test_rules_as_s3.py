@@ -1,8 +1,9 @@
-"""Replication rules as S3 defines them: every rule applies (per destination, the highest priority), and a key's
-versions and markers in the order S3 listed them.
+"""Replication rules as S3 defines them: every rule applies (per destination, the highest priority), delete markers
+only under rules that replicate them, and a key's versions and markers in the order S3 listed them.
 
 The facts of one component run on fakes; what crosses components runs on the sandbox (real Kafka, moto, worker
-processes).
+processes). moto answers GetBucketReplication with every rule as `Filter: {Prefix: ""}` and DeleteMarkerReplication
+Disabled (ARCHITECTURE §6): a V1 rule is read through `StoredReplicationProxy`, which answers as S3 does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from crr_worker.rules import parse_replication
 from crr_worker.sources.base import Change, VersionInfo
 from crr_worker.sources.s3 import S3Source
 
-from tests.worker.harness import SITE, start_pipeline, wait_for
+from tests.integration.test_crr_bucket_replication import StoredReplicationProxy
+from tests.worker.harness import SITE, client, start_pipeline, wait_for
 from tests.worker.test_batching import FakeProducer
 
 OTHER_SITE = "awsother"
@@ -145,6 +147,36 @@ def test_a_tag_decision_of_two_rules_is_remembered_for_both():
     assert source.tag_reads == ["v1"]
 
 
+# --- delete markers only under rules that replicate them -------------------------------------------------------------
+
+def test_a_v2_rule_replicates_delete_markers_only_when_its_delete_marker_replication_is_enabled():
+    assert routed(replication(rule("on", "aws1", markers="Enabled")).routes_for("k", delete_marker=True)) == [
+        ("on", ("aws1",))]
+    assert replication(rule("off", "aws1", markers="Disabled")).routes_for("k", delete_marker=True) == ()
+    assert routed(replication(rule("off", "aws1", markers="Disabled")).routes_for("k")) == [("off", ("aws1",))]
+
+
+def test_a_v1_rule_replicates_delete_markers_as_s3_and_backbeat_do():
+    assert routed(replication(rule("v1", "aws1", v1=True)).routes_for("k", delete_marker=True)) == [
+        ("v1", ("aws1",))]
+
+
+def test_a_marker_is_not_sent_to_a_site_under_a_lower_rule_when_the_rule_deciding_for_that_site_disables_markers():
+    rules = replication(rule("high", "aws1", priority=2, markers="Disabled"),
+                        rule("low", "aws1,aws2", priority=1, markers="Enabled"))
+    assert routed(rules.routes_for("k", delete_marker=True)) == [("low", ("aws2",))]
+
+
+def test_a_delete_marker_under_a_rule_not_replicating_markers_is_not_queued_and_its_versions_are():
+    source = RulesSource([rule("all", "aws1", markers="Disabled")], {"k": versions("k", "v1", "dm", "v2",
+                                                                                       marker="dm")})
+    populator = populator_of(source, sites=("aws1",))
+    assert populator.handle([Change("src", "k")]) == 2
+    assert [e.version_id for e in sent(populator)] == ["v1", "v2"]
+    assert [ReplicationEntry.from_kafka(e[3]).version_id for e in populator.producer.events
+            if e[:2] == ("send", "status")] == ["v1", "v2"]
+
+
 # --- a key's versions and markers in the order S3 listed them ------------------------------------------------------
 
 SAME_SECOND = "2026-01-01T00:00:00.000Z"
@@ -243,3 +275,36 @@ def test_two_rules_to_two_sites_replicate_a_version_to_both_sites(pair):
     for bucket in (pair.target_bucket, other_bucket):
         head = pair.target.head_object(Bucket=bucket, Key="k")
         assert head["Metadata"]["scal-version-id"] == version_id, bucket
+
+
+@pytest.mark.integration
+def test_a_delete_marker_under_a_v2_rule_not_replicating_markers_stays_on_the_source(pair):
+    put_rules(pair, rule("all", SITE, markers="Disabled", bucket=pair.target_bucket))
+    start_pipeline(pair)
+    first = pair.source.put_object(Bucket=pair.source_bucket, Key="k", Body=b"1")["VersionId"]
+    marker = pair.source.delete_object(Bucket=pair.source_bucket, Key="k")["VersionId"]
+    last = pair.source.put_object(Bucket=pair.source_bucket, Key="k", Body=b"2")["VersionId"]
+    # v2's notification lists the key: its marker is decided with it, and a marker queued would be replicated first
+    wait_for(lambda: getattr(pair.statuses().get(("k", last)), "status", "") == "COMPLETED", 90, 0.5,
+             "the version after the marker to be COMPLETED")
+    statuses = pair.statuses()
+    assert statuses[("k", first)].status == "COMPLETED" and ("k", marker) not in statuses
+    assert pair.target.list_object_versions(Bucket=pair.target_bucket, Prefix="k").get("DeleteMarkers", []) == []
+
+
+@pytest.mark.integration
+def test_a_delete_marker_under_a_v1_rule_is_replicated(pair_factory):
+    pair = pair_factory(notifications=False)
+    proxy = StoredReplicationProxy(pair.sandbox.source.url)
+    try:
+        pair.write_config(**{"extensions.replication.source.endpoint": proxy.url})
+        put_rules(pair, rule("all", SITE, bucket=pair.target_bucket, v1=True), through=client("s3", proxy.url))
+        pair.source.put_object(Bucket=pair.source_bucket, Key="k", Body=b"1")
+        pair.source.delete_object(Bucket=pair.source_bucket, Key="k")
+        start_pipeline(pair)
+        pair.wait_all_done(90)
+    finally:
+        pair.workers.stop_all()
+        proxy.close()
+    markers = pair.target.list_object_versions(Bucket=pair.target_bucket, Prefix="k").get("DeleteMarkers", [])
+    assert [m["IsLatest"] for m in markers] == [True]

@@ -16,8 +16,9 @@ class ReplicationRule:
     """One rule, V1 (`Prefix`) or V2 (`Filter`) normalised: what it matches and where it sends it.
 
     `tags` are the (key, value) pairs a V2 filter requires (`Filter.Tag` or `Filter.And.Tags`): all must be on
-    the version for the rule to apply. `sites` is never empty: a rule that names no site (no StorageClass, no
-    default site) sends versions to its NO_SITE placeholder.
+    the version for the rule to apply. `delete_markers`: whether the rule replicates delete markers (a V1 rule
+    does; a V2 rule when its DeleteMarkerReplication is Enabled). `sites` is never empty: a rule that names no
+    site (no StorageClass, no default site) sends versions to its NO_SITE placeholder.
     """
 
     rule_id: str
@@ -28,6 +29,7 @@ class ReplicationRule:
     priority: int = 0
     storage_class: str = ""
     tags: tuple[tuple[str, str], ...] = ()
+    delete_markers: bool = True
 
     def may_match(self, key: str) -> bool:
         """Enabled and the prefix matches: the rule applies unless its tags are missing from the version."""
@@ -60,7 +62,8 @@ class BucketReplication:
         under the best rule naming it.
 
         The version's tags are read (`read_tags()`, one request) only when a tag-filtered rule may still send it to
-        a site no better rule took; without a reader (a delete marker has no tags) such rules never apply.
+        a site no better rule took; without a reader (a delete marker has no tags) such rules never apply. A delete
+        marker goes nowhere under the rule deciding for a site when that rule does not replicate markers.
         """
         taken: set[str] = set()
         routes = []
@@ -77,7 +80,8 @@ class BucketReplication:
                 if not rule.tags_match(tags):
                     continue
             taken.update(sites)
-            routes.append(Route(rule, sites))
+            if not delete_marker or rule.delete_markers:
+                routes.append(Route(rule, sites))
         return tuple(routes)
 
     def rule_for(self, key: str, read_tags: TagReader | None = None) -> ReplicationRule | None:
@@ -122,6 +126,7 @@ def parse_replication(bucket: str, document: dict, default_site: str | None) -> 
             priority=int(raw.get("Priority") or 0),
             storage_class=storage_class,
             tags=_tags(raw),
+            delete_markers=_replicates_delete_markers(raw),
         ))
     return BucketReplication(bucket=bucket, role=document.get("Role", ""), rules=tuple(rules))
 
@@ -156,3 +161,11 @@ def _tags(raw: dict) -> tuple[tuple[str, str], ...]:
     rule_filter = raw.get("Filter") or {}
     tags = [rule_filter["Tag"]] if "Tag" in rule_filter else (rule_filter.get("And") or {}).get("Tags", [])
     return tuple((tag["Key"], tag["Value"]) for tag in tags)
+
+
+def _replicates_delete_markers(raw: dict) -> bool:
+    """A V1 rule (no Filter) replicates delete markers, as S3 and Backbeat do; a V2 rule only when its
+    DeleteMarkerReplication is Enabled (S3 requires the element with a Filter; without it, S3's V2 default: no)."""
+    if "Filter" not in raw:
+        return True
+    return (raw.get("DeleteMarkerReplication") or {}).get("Status") == "Enabled"
