@@ -97,7 +97,12 @@ def log_records(proc) -> list[dict]:
 
 @dataclass
 class ReplicationPair:
-    """A versioned source bucket replicating to a versioned target bucket, with notifications to SQS."""
+    """A versioned source bucket replicating to a versioned target bucket, with notifications to SQS.
+
+    The source (the tests' `source` client and the worker's endpoint) is reached through `source_proxy`, a
+    StoredReplicationProxy: moto answers GetBucketReplication with every rule as a V2 rule that does not
+    replicate delete markers (ARCHITECTURE §6), the proxy with the rules as they were put, as S3 does.
+    """
 
     sandbox: object
     source_bucket: str
@@ -108,6 +113,7 @@ class ReplicationPair:
     source: object
     target: object
     workers: WorkerProcesses
+    source_proxy: object = None
 
     def write_config(self, **changes) -> None:
         """Rewrite the config file after applying `changes` (dotted path -> value)."""
@@ -181,7 +187,10 @@ def make_pair(sandbox, tmp_path, queue_processor: dict | None = None, site_extra
     one listing, so tests with big objects written before the start go without notifications."""
     tag = uuid.uuid4().hex[:10]
     credentials = _credentials_file(tmp_path)
-    source, target = client("s3", sandbox.source.url), client("s3", sandbox.target.url)
+    from tests.integration.test_crr_bucket_replication import StoredReplicationProxy
+
+    proxy = StoredReplicationProxy(sandbox.source.url)
+    source, target = client("s3", proxy.url), client("s3", sandbox.target.url)
     source_bucket, target_bucket = "crr-src-%s" % tag, "crr-tgt-%s" % tag
     for s3, bucket in ((source, source_bucket), (target, target_bucket)):
         s3.create_bucket(Bucket=bucket)
@@ -196,7 +205,7 @@ def make_pair(sandbox, tmp_path, queue_processor: dict | None = None, site_extra
         "kafka": {"hosts": sandbox.kafka_bootstrap, "partitions": 4},
         "queuePopulator": {"logSource": "s3", "scanIntervalS": scan_interval_s},
         "extensions": {"replication": {
-            "source": {"endpoint": sandbox.source.url, "region": "us-east-1", "buckets": [source_bucket],
+            "source": {"endpoint": proxy.url, "region": "us-east-1", "buckets": [source_bucket],
                        "notificationQueueUrl": queue_url, "credentials": credentials},
             "destination": {"bootstrapList": [
                 dict({"site": SITE, "type": "aws_s3", "endpoint": sandbox.target.url, "region": "us-east-1",
@@ -214,7 +223,7 @@ def make_pair(sandbox, tmp_path, queue_processor: dict | None = None, site_extra
     config_path = str(tmp_path / "config.json")
     workers = WorkerProcesses(config_path, str(tmp_path))
     pair = ReplicationPair(sandbox, source_bucket, target_bucket, queue_url, config, config_path, source, target,
-                           workers)
+                           workers, proxy)
     pair.write_config()
     return pair
 
@@ -251,6 +260,7 @@ def pair_factory(sandbox, tmp_path):
     yield build
     for pair in made:
         pair.workers.stop_all()
+        pair.source_proxy.close()
 
 
 @pytest.fixture

@@ -60,21 +60,6 @@ def test_only_versions_carrying_the_rules_tags_are_enqueued_and_each_is_read_onc
     assert sorted(source.tag_reads) == ["a1", "a2", "b1"]
 
 
-def test_overlapping_rules_send_each_version_to_its_own_rules_sites_and_decide_once():
-    source = TaggedSource({"k": ["v1", "v2"]}, tags={"v2": {"replicate": "yes"}}, rules=TAGGED_OVER_ALL)
-    populator = make_populator(source)
-
-    assert populator.handle([Change("src", "k")]) == 2
-    assert [(e.version_id, e.sites, e.destination) for e in sent_entries(populator)] == [
-        ("v1", ("aws1",), "t1"), ("v2", ("aws2",), "t2")]
-
-    hints = [Change("src", "k", version_id="v1"), Change("src", "k", version_id="v2")]
-    assert populator.handle(hints) == 0
-    assert populator.handle([Change("src", "k")]) == 0
-    assert sorted(source.tag_reads) == ["v1", "v2"]
-    assert source.listed == [["k"], ["k"]]  # the version-id hint found the version queued: no listing
-
-
 def test_changed_rules_are_applied_to_versions_decided_before():
     source = TaggedSource({"docs/a": ["a1"]}, tags={})
     populator = make_populator(source)

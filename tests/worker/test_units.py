@@ -220,19 +220,6 @@ def test_tags_are_read_only_when_a_tag_filtered_rule_covers_the_key():
     assert reads == [1]  # the untagged rule wins whatever the tags: none read
 
 
-def test_the_sites_a_key_may_go_to_are_those_of_its_best_untagged_rule_and_the_tag_rules_above_it():
-    replication = parse_replication("src", {"Rules": [
-        {"ID": "tagged", "Priority": 3, "Status": "Enabled", "Destination": {"Bucket": "t", "StorageClass": "gold"},
-         "Filter": {"Tag": {"Key": "a", "Value": "b"}}},
-        {"ID": "docs", "Priority": 2, "Status": "Enabled", "Destination": {"Bucket": "t", "StorageClass": "docs"},
-         "Filter": {"Prefix": "docs/"}},
-        {"ID": "all", "Priority": 1, "Status": "Enabled", "Destination": {"Bucket": "t", "StorageClass": "all"},
-         "Filter": {"Prefix": ""}},
-    ]}, "aws1")
-    assert replication.sites_for("docs/x") == {"gold", "docs"}  # "all" never applies under docs/
-    assert replication.sites_for("logs/x") == {"gold", "all"}
-
-
 def test_notification_keys_are_url_decoded_and_test_events_ignored():
     body = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
         "bucket": {"name": "b"}, "object": {"key": "a+b%2Bc%25%2F%C3%BC%2F%2Fx"}}}]})

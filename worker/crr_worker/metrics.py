@@ -18,6 +18,7 @@ from kafka.admin import OffsetSpec
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import COMPLETED, FAILED, StatusEntry
+from crr_worker.rules import unroutable_rule
 
 # Seconds: sub-second for notified objects up to an hour for a retried or backlogged one.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -64,11 +65,13 @@ class ReplicationMetrics:
     def __init__(self):
         self.lock = threading.Lock()
         self.sites: dict[str, SiteCounters] = {}
+        self.unroutable: dict[tuple[str, str], int] = {}  # (bucket, rule) -> FAILED records of its versions
 
     def reset(self) -> None:
         """Forget everything (the follower re-reads the ledger from its start)."""
         with self.lock:
             self.sites = {}
+            self.unroutable = {}
 
     def observe(self, status: StatusEntry) -> None:
         """Count one ledger record: a COMPLETED or FAILED write is one outcome (PENDING marks are not counted)."""
@@ -78,6 +81,10 @@ class ReplicationMetrics:
             counters = self.sites.setdefault(status.site, SiteCounters())
             if status.status == FAILED:
                 counters.failures += 1
+                rule = unroutable_rule(status.reason)
+                if rule is not None:
+                    labels = (status.entry.bucket, rule)
+                    self.unroutable[labels] = self.unroutable.get(labels, 0) + 1
                 return
             counters.completions += 1
             if not status.entry.is_delete_marker:
@@ -104,6 +111,10 @@ class ReplicationMetrics:
             lines += _family("crr_latency_seconds", "histogram", "completion time minus time queued by the populator")
             for site, counters in sites:
                 lines += counters.latency.render("crr_latency_seconds", 'site="%s"' % _label(site))
+            lines += _family("crr_unroutable_versions_total", "counter",
+                             "versions FAILED because their rule names no site a processor serves (ledger records)")
+            lines += ['crr_unroutable_versions_total{bucket="%s",rule="%s"} %d' % (_label(b), _label(r), n)
+                      for (b, r), n in sorted(self.unroutable.items())]
         return lines
 
 

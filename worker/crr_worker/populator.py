@@ -13,16 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import PENDING, ReplicationEntry, StatusEntry
+from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
 from crr_worker.ledger import KnownVersions, LedgerReader, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
-from crr_worker.rules import BucketReplication, ReplicationRule
+from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
 from crr_worker.sources.base import Change, Source, VersionInfo
 
 LOG = logging.getLogger("crr_worker.populator")
@@ -42,6 +42,15 @@ class _CachedRules:
     read_at: float
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """What one rule makes of one version: the entry for the sites processors serve (None when there is none) and
+    a FAILED status for each site none serves."""
+
+    entry: ReplicationEntry | None
+    failed: tuple[StatusEntry, ...] = ()
+
+
 class Populator:
     """Turns new versions of replicated buckets into replication entries, each once per site."""
 
@@ -58,6 +67,7 @@ class Populator:
         self.ledger: LedgerReader | None = None
         self.published = 0
         self.ignored_buckets: set[str] = set()  # named by changes but outside source.buckets (logged once each)
+        self.unroutable_rules: set[tuple[str, str]] = set()  # (bucket, rule id) sending versions nowhere, logged
 
     def run(self) -> None:
         """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
@@ -108,7 +118,7 @@ class Populator:
 
         A populator that lost its leadership meanwhile stops at the next version it lists.
         """
-        self._learn_from_ledger()
+        self._fail_unserved(self._learn_from_ledger())
         count = 0
         for bucket in self.source.buckets():
             if self.stop.is_set() or not self._leading():
@@ -123,13 +133,46 @@ class Populator:
         """Whether this populator may publish: it is the active one, or runs outside run() (no leadership)."""
         return self.leadership is None or self.leadership.check()
 
-    def _learn_from_ledger(self) -> None:
+    def _learn_from_ledger(self) -> list[StatusEntry]:
         """Add the versions the ledger learned since the last scan to the known ones: the whole ledger at the first
-        scan, then only its new records (re-reading all of it every scan costs time that grows with the ledger)."""
+        scan, then only its new records (re-reading all of it every scan costs time that grows with the ledger).
+
+        Returns the PENDING statuses among them of sites no processor serves (none for a CloudServer source, whose
+        sites are decided by CloudServer).
+        """
         if self.ledger is None:
             self.ledger = LedgerReader(self.config, self.stop)
+        unserved: dict[bytes, StatusEntry] = {}
         for records in self.ledger.batches_to_end(self.stop):
-            self.known.learn(apply_records({}, records))
+            stored = apply_records({}, records)
+            self.known.learn(stored)
+            for status in stored:
+                if status.status == PENDING and self.config.find_site(status.site) is None:
+                    unserved[status.ledger_key] = status
+                else:
+                    unserved.pop(status.ledger_key, None)
+        return [] if self.config.cloudserver_source else list(unserved.values())
+
+    def _fail_unserved(self, pending: list[StatusEntry]) -> None:
+        """FAILED, in their own generation, for PENDING versions of sites no processor serves, which would stay
+        PENDING for ever: a `crr-worker retry` of an unroutable version, or one queued before the populator failed
+        them. The reason is the rule's when the bucket's rules still send the version there."""
+        failed = [StatusEntry(s.entry, s.site, FAILED, reason=self._reason_now(s)) for s in pending]
+        for start in range(0, len(failed), FLUSH_EVERY):
+            send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in failed[start:start + FLUSH_EVERY]])
+
+    def _reason_now(self, status: StatusEntry) -> str:
+        """Why a version PENDING for a site no processor serves fails: its rule's reason when the bucket's rules
+        still send it there."""
+        entry = status.entry
+        replication = self._replication(entry.bucket)
+        if replication is not None:
+            version = VersionInfo(entry.bucket, entry.key, entry.version_id, is_delete_marker=entry.is_delete_marker)
+            for route in self._routes(replication, version):
+                if status.site in route.sites:
+                    return self._unroutable(replication.bucket, route.rule, status.site)
+        return ("site %s is not in destination.bootstrapList, and no rule of bucket %s sends this version there now"
+                % (status.site, entry.bucket))
 
     def handle(self, changes: list[Change]) -> int:
         """Enqueue the unknown versions of the keys named by `changes`; returns how many.
@@ -140,13 +183,13 @@ class Populator:
         """
         to_list: dict[str, list[str]] = {}
         exact: list[tuple[BucketReplication, VersionInfo]] = []
-        decided: list[ReplicationEntry] = []
+        decided: list[_Queued] = []
         seen = set()
         for change in changes:
             if not self._in_scope(change.bucket):
                 continue
             if change.entry is not None:
-                decided.append(change.entry)  # the source decided (CloudServer): published in the feed's order
+                decided.append(_Queued(change.entry))  # the source decided (CloudServer): in the feed's order
                 continue
             exact_id = change.version.version_id if change.version else None
             if (change.bucket, change.key, exact_id) in seen:
@@ -161,14 +204,14 @@ class Populator:
                 continue  # the listing that enqueued this version also enqueued every older one
             else:
                 to_list.setdefault(change.bucket, []).append(change.key)
-        entries = decided + [e for replication, version in exact if (e := self._entry(replication, version))]
+        queued = decided + [q for replication, version in exact for q in self._entries(replication, version)]
         for bucket, keys in to_list.items():
             replication = self._replication(bucket)
             for versions in self.source.list_keys_versions(bucket, keys).values():
-                entries.extend(e for version in versions if (e := self._entry(replication, version)))
+                queued.extend(q for version in versions for q in self._entries(replication, version))
         count = 0
-        for start in range(0, len(entries), FLUSH_EVERY):
-            count += self._publish(entries[start:start + FLUSH_EVERY])
+        for start in range(0, len(queued), FLUSH_EVERY):
+            count += self._publish(queued[start:start + FLUSH_EVERY])
         return count
 
     def _in_scope(self, bucket: str) -> bool:
@@ -192,53 +235,71 @@ class Populator:
 
     def _enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo]) -> int:
         """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks."""
-        entries: list[ReplicationEntry] = []
+        queued: list[_Queued] = []
         count = 0
         for version in versions:
             if not self._leading():
                 return count  # the new leader's scan lists the rest, including what was taken and not published
-            entry = self._entry(replication, version)
-            if entry is None:
-                continue
-            entries.append(entry)
-            if len(entries) >= FLUSH_EVERY:
-                count += self._publish(entries)
-                entries = []
-        return count + self._publish(entries)
+            queued.extend(self._entries(replication, version))
+            if len(queued) >= FLUSH_EVERY:
+                count += self._publish(queued)
+                queued = []
+        return count + self._publish(queued)
 
-    def _entry(self, replication: BucketReplication, version: VersionInfo) -> ReplicationEntry | None:
-        """The entry of a version not yet queued for every site of its rule; None when there is nothing to do."""
+    def _entries(self, replication: BucketReplication, version: VersionInfo) -> list[_Queued]:
+        """What to publish for a version, for each rule sending it to sites that do not know it yet: the entry for
+        the sites processors serve, FAILED for the others (a StorageClass naming no configured site, or no site)."""
         ids = (version.bucket, version.key, version.version_id)
         if self._queued(replication, ids):
-            return None
-        rule = self._rule(replication, version)
-        if rule is None:
-            return None
-        sites = tuple(s for s in rule.sites if (s, *ids) not in self.known)
-        if not sites:
-            return None
-        first = self.config.find_site(sites[0])
-        return ReplicationEntry(
-            bucket=version.bucket, key=version.key, version_id=version.version_id,
-            is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),
-            last_modified=version.last_modified, sites=sites, destination=rule.destination,
-            role=replication.role, storage_class=rule.storage_class,
-            storage_type=first.type if first else "aws_s3",
-        )
+            return []
+        queued = []
+        for route in self._routes(replication, version):
+            sites = tuple(s for s in route.sites if (s, *ids) not in self.known)
+            if not sites:
+                continue
+            served = tuple(s for s in sites if self.config.find_site(s) is not None)
+            entry = ReplicationEntry(
+                bucket=version.bucket, key=version.key, version_id=version.version_id,
+                is_delete_marker=version.is_delete_marker, size=version.size, etag=version.etag.strip('"'),
+                last_modified=version.last_modified, sites=served, destination=route.rule.destination,
+                role=replication.role, storage_class=route.rule.storage_class,
+                storage_type=self.config.find_site(served[0]).type if served else "aws_s3",
+            )
+            failed = tuple(StatusEntry(replace(entry, sites=(site,)), site, FAILED,
+                                       reason=self._unroutable(replication.bucket, route.rule, site))
+                           for site in sites if site not in served)
+            queued.append(_Queued(entry if served else None, failed))
+        return queued
+
+    def _unroutable(self, bucket: str, rule: ReplicationRule, site: str) -> str:
+        """Why `rule` cannot send versions to `site`, which no processor serves; logged once per bucket and rule."""
+        configured = ", ".join(s.site for s in self.config.sites)
+        if site == NO_SITE % rule.rule_id:
+            why = ("of bucket %s names no site: it has no destination StorageClass, and no site of "
+                   "destination.bootstrapList (%s) is marked default" % (bucket, configured))
+        else:
+            why = ("of bucket %s names site %s (its destination StorageClass is %r), which is not in "
+                   "destination.bootstrapList (%s): a rule's StorageClass names the sites to replicate to"
+                   % (bucket, site, rule.storage_class, configured))
+        if (bucket, rule.rule_id) not in self.unroutable_rules:
+            self.unroutable_rules.add((bucket, rule.rule_id))
+            log(LOG, logging.ERROR, "versions of a rule go to a site no processor serves: they are FAILED",
+                bucket=bucket, rule=rule.rule_id, site=site, storage_class=rule.storage_class, sites=configured)
+        return unroutable_reason(rule.rule_id, why)
 
     def _queued(self, replication: BucketReplication, ids: tuple[str, str, str]) -> bool:
         """Whether the version is known for every site it goes to, as far as that is known without a request:
         its rule's sites once decided, else every site of the rules covering its key."""
         decided = self._decisions(replication, ids[0])
         if ids in decided:
-            sites = decided[ids].sites if decided[ids] else ()
+            sites = [site for route in decided[ids] for site in route.sites]
         else:
             sites = replication.sites_for(ids[1])
         return all((site, *ids) in self.known for site in sites)
 
-    def _rule(self, replication: BucketReplication, version: VersionInfo) -> ReplicationRule | None:
-        """The version's rule. A decision that needed its tags is remembered (until the bucket's rules change):
-        S3 too decides when a version is written, and each reading costs a request."""
+    def _routes(self, replication: BucketReplication, version: VersionInfo) -> tuple[Route, ...]:
+        """The version's rules and their sites. A decision that needed its tags is remembered (until the bucket's
+        rules change): S3 too decides when a version is written, and each reading costs a request."""
         ids = (version.bucket, version.key, version.version_id)
         decided = self._decisions(replication, version.bucket)
         if ids in decided:
@@ -249,10 +310,10 @@ class Populator:
             read.append(ids)
             return self._read_tags(version)
 
-        rule = replication.rule_for(version.key, None if version.is_delete_marker else read_tags)
+        routes = replication.routes_for(version.key, read_tags, delete_marker=version.is_delete_marker)
         if read:
-            decided[ids] = rule
-        return rule
+            decided[ids] = routes
+        return routes
 
     def _decisions(self, replication: BucketReplication, bucket: str) -> dict:
         rules, decided = self.decisions.get(bucket, (None, {}))
@@ -272,13 +333,17 @@ class Populator:
                                  "the source credentials need s3:GetObjectVersionTagging"
                                  % (version.bucket, version.key, version.version_id, describe(exc))) from exc
 
-    def _publish(self, entries: list[ReplicationEntry]) -> int:
-        """Entries first (acknowledged), then PENDING marks; only then are the versions known."""
-        if not entries:
+    def _publish(self, queued: list[_Queued]) -> int:
+        """Entries first (acknowledged), then their PENDING marks with the FAILED statuses of sites no processor
+        serves; only then are the versions known. Returns how many entries were published."""
+        entries = [q.entry for q in queued if q.entry is not None]
+        statuses = [StatusEntry(e, site, PENDING) for e in entries for site in e.sites]
+        statuses += [status for q in queued for status in q.failed]
+        if not entries and not statuses:
             return 0
-        send_all(self.producer, self.config.topic, [e.to_kafka() for e in entries])
-        pending = [StatusEntry(e, site, PENDING) for e in entries for site in e.sites]
-        send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in pending])
-        self.known.learn(pending)
+        if entries:
+            send_all(self.producer, self.config.topic, [e.to_kafka() for e in entries])
+        send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in statuses])
+        self.known.learn(statuses)
         self.published += len(entries)
         return len(entries)

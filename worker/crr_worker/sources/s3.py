@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_plus
+from xml.etree import ElementTree
 
 from botocore.exceptions import ClientError
 
@@ -27,6 +28,8 @@ SQS_MAX_RECEIVES = 5  # messages handled together: up to 5 receives of 10, the l
 LIST_PAGE = 1000
 LIST_POOL = 8  # per-key listings of one batch run at most this many at once
 SHARED_LISTING_TRIES = 4  # shared listings (common prefix, one page) per batch before listing key by key
+LISTING_ORDER = "crr_worker:ListingOrder"  # added to a ListObjectVersions page: its elements' kinds in order
+VERSION, MARKER = "V", "D"
 
 
 class S3Source:
@@ -37,6 +40,7 @@ class S3Source:
         self.default_site = default_site
         keys = load_keys(config.credentials, "extensions.replication.source.credentials")
         self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
+        self.s3.meta.events.register("after-call.s3.ListObjectVersions", _remember_listing_order)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
         if config.notification_queue_url:
@@ -191,27 +195,55 @@ def parse_notification(body: str) -> list[Change]:
     return changes
 
 
+def _remember_listing_order(http_response, parsed: dict, **_) -> None:
+    """Keep in a ListObjectVersions page the order of its Version and DeleteMarker elements, which botocore parses
+    into two lists: S3 lists a key's versions and markers together, newest first, and that order is the only
+    one left when a version and a marker share their Last-Modified second."""
+    if not 200 <= getattr(http_response, "status_code", 0) < 300:
+        return
+    try:
+        root = ElementTree.fromstring(http_response.content)
+    except (ElementTree.ParseError, TypeError, ValueError):
+        return
+    kinds = {"Version": VERSION, "DeleteMarker": MARKER}
+    parsed[LISTING_ORDER] = "".join(kinds[tag] for child in root if (tag := child.tag.rpartition("}")[2]) in kinds)
+
+
 def _page_versions(bucket: str, page: dict) -> list[VersionInfo]:
     """Versions and delete markers of one listing page, in listing order (by key, newest first)."""
-    found = []
-    for item in page.get("Versions", []):
-        found.append((item, VersionInfo(
-            bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null",
-            size=int(item.get("Size") or 0), etag=item.get("ETag", ""),
-            last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
-        )))
-    for item in page.get("DeleteMarkers", []):
-        found.append((item, VersionInfo(
-            bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null", is_delete_marker=True,
-            last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
-        )))
-    # The two lists come apart; merge by key (listing order), then newest first. Ties within one
-    # second keep the latest version first, then the listing's own order.
-    order = {}
-    for item, _ in found:
-        order.setdefault(item["Key"], len(order))
-    found.sort(key=lambda pair: (order[pair[0]["Key"]], not pair[0].get("IsLatest"), _negated_time(pair[0])))
-    return [version for _, version in found]
+    versions, markers = page.get("Versions", []), page.get("DeleteMarkers", [])
+    found = [VersionInfo(
+        bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null",
+        size=int(item.get("Size") or 0), etag=item.get("ETag", ""),
+        last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
+    ) for item in versions]
+    found += [VersionInfo(
+        bucket=bucket, key=item["Key"], version_id=item.get("VersionId") or "null", is_delete_marker=True,
+        last_modified=item["LastModified"].isoformat() if item.get("LastModified") else "",
+    ) for item in markers]
+    items = versions + markers
+    # The two lists come apart; merge by key (in the page's order), then newest first: the latest, then by time,
+    # ties in the order the page listed them (versions first when the page does not say: a server listing all
+    # versions, then all markers, as moto does, says nothing more).
+    place = _listing_places(page.get(LISTING_ORDER), len(versions), len(markers))
+    keys: dict[str, int] = {}
+    for i in sorted(range(len(items)), key=place.__getitem__):
+        keys.setdefault(items[i]["Key"], len(keys))
+    order = sorted(range(len(items)), key=lambda i: (keys[items[i]["Key"]], not items[i].get("IsLatest"),
+                                                     _negated_time(items[i]), place[i]))
+    return [found[i] for i in order]
+
+
+def _listing_places(kinds: str | None, versions: int, markers: int) -> list[int]:
+    """Where each of a page's versions, then markers, stood among the page's elements (kinds: V or D, in order);
+    their index in the two lists when the order is unknown."""
+    if kinds is None or len(kinds) != versions + markers or kinds.count(VERSION) != versions:
+        return list(range(versions + markers))
+    place = [0] * (versions + markers)
+    next_index = {VERSION: itertools.count(), MARKER: itertools.count(versions)}
+    for position, kind in enumerate(kinds):
+        place[next(next_index[kind])] = position
+    return place
 
 
 def _negated_time(item: dict) -> float:
