@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.worker.harness import SITE, log_records, start_pipeline, target_replicas, wait_for
 
@@ -80,6 +81,35 @@ def test_deleted_target_bucket_fails_naming_it_and_retry_completes_after_recreat
     statuses = pair.wait_all_done(90)
     assert list(statuses.values())[0].entry.replay_count == 1
     assert pair.workers.run("failed").stdout == ""
+
+
+def test_retry_of_old_failed_versions_keeps_the_source_latest_on_the_target_and_a_deleted_key_deleted(
+        pair_factory):
+    pair = pair_factory(scan_interval_s=5)  # moto notifies no delete marker: the scan finds it
+    pair.target.delete_bucket(Bucket=pair.target_bucket)
+    for key in ("kept", "deleted"):
+        pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=b"v1 of " + key.encode())
+    start_pipeline(pair)
+    pair.wait_all_done(90, expect_status="FAILED")
+    pair.target.create_bucket(Bucket=pair.target_bucket)
+    pair.target.put_bucket_versioning(Bucket=pair.target_bucket, VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"v2", b"v3"):
+        latest = pair.source.put_object(Bucket=pair.source_bucket, Key="kept", Body=body)["VersionId"]
+    pair.source.delete_object(Bucket=pair.source_bucket, Key="deleted")
+    wait_for(lambda: _completed(pair) == len(pair.source_versions()) - 2, 120, what="the newer versions replicated")
+
+    retried = pair.workers.run("retry", "--bucket", pair.source_bucket)
+    assert retried.returncode == 0 and "re-queued 2" in retried.stdout, retried.stderr
+    pair.wait_all_done(120)
+    head = pair.target.get_object(Bucket=pair.target_bucket, Key="kept")
+    assert head["Metadata"]["scal-version-id"] == latest and head["Body"].read() == b"v3"
+    with pytest.raises(ClientError) as deleted:
+        pair.target.head_object(Bucket=pair.target_bucket, Key="deleted")
+    assert deleted.value.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true"
+
+
+def _completed(pair) -> int:
+    return sum(1 for s in pair.statuses().values() if s.status == "COMPLETED")
 
 
 def test_two_processors_share_the_work_and_one_stopping_leaves_the_rest_to_the_other(pair):

@@ -344,7 +344,8 @@ def _source_listing(*version_ids: str):
 
     from crr_worker.sources.base import VersionInfo
 
-    return SimpleNamespace(list_versions=lambda bucket, key: [VersionInfo(bucket, key, v) for v in version_ids])
+    return SimpleNamespace(list_versions=lambda bucket, key: [
+        VersionInfo(bucket, key, v, is_delete_marker=v.startswith("dm")) for v in version_ids])
 
 
 def _target_markers(pair, bucket: str, key: str) -> list[str]:
@@ -399,16 +400,115 @@ def test_a_redelivered_marker_under_a_newer_replica_completes_with_the_marker_be
 
 
 @pytest.mark.integration
-def test_a_marker_missing_under_a_newer_replica_fails_rather_than_completing_or_deleting_the_key(pair):
+def test_a_marker_missing_under_a_newer_replica_is_written_and_the_newer_replica_put_back_on_top(pair):
     bucket = pair.target_bucket
-    pair.target.put_object(Bucket=bucket, Key="k", Body=b"2", Metadata={"scal-version-id": "v2"})
+    newer = pair.target.put_object(Bucket=bucket, Key="k", Body=b"2", Metadata={"scal-version-id": "v2"})
     target = _marker_target(pair)
     try:
-        with pytest.raises(ReplicationFailed) as failure:
-            target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v2"), threading.Event())
+        written = target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v2"), threading.Event())
     finally:
         target.close()
-    assert "newer" in failure.value.reason and _target_markers(pair, bucket, "k") == []
+    assert not written.skipped and _target_markers(pair, bucket, "k") == [written.target_version_id]
+    latest = pair.target.get_object(Bucket=bucket, Key="k")
+    assert latest["Metadata"]["scal-version-id"] == "v2" and latest["Body"].read() == b"2"
+    assert latest["VersionId"] != newer["VersionId"]  # a copy of it, on top of the marker
+
+
+def _late_entry(pair, key: str, version_id: str, body: bytes) -> ReplicationEntry:
+    return ReplicationEntry(bucket="src", key=key, version_id=version_id, size=len(body), sites=("awsbackend",),
+                            destination="arn:aws:s3:::%s" % pair.target_bucket)
+
+
+class _OneVersionSource:
+    """A source holding `versions` of one key (oldest first), serving `body` for each non-marker version."""
+
+    def __init__(self, versions: list[str], body: bytes):
+        self.listing = _source_listing(*versions)
+        self.body = body
+
+    def list_versions(self, bucket, key=None):
+        return self.listing.list_versions(bucket, key)
+
+    def open_version(self, bucket, key, version_id, byte_range=None, part_number=None):
+        import io
+
+        from crr_worker.sources.base import SourceObject
+
+        return SourceObject(io.BytesIO(self.body), len(self.body), "", {}, {"origin": version_id}, tag_count=0)
+
+
+def _versions_newest_first(pair, key: str) -> list[str]:
+    """The scal-version-id of each target version of `key` (delete markers aside), newest first."""
+    listed = pair.target.list_object_versions(Bucket=pair.target_bucket, Prefix=key).get("Versions", [])
+    return [pair.target.head_object(Bucket=pair.target_bucket, Key=key, VersionId=v["VersionId"])["Metadata"]
+            .get("scal-version-id", "") for v in listed]
+
+
+@pytest.mark.integration
+def test_a_late_older_version_leaves_the_newer_replica_latest_with_its_body_metadata_and_tags(pair):
+    bucket = pair.target_bucket
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"new", Metadata={"scal-version-id": "v2", "origin": "v2"},
+                           Tagging="team=a")
+    target = _marker_target(pair)
+    try:
+        written = target.replicate(_late_entry(pair, "k", "v1", b"old"), _OneVersionSource(["v1", "v2"], b"old"),
+                                   threading.Event())
+    finally:
+        target.close()
+    latest = pair.target.get_object(Bucket=bucket, Key="k")
+    assert latest["Body"].read() == b"new" and latest["Metadata"]["origin"] == "v2"
+    assert latest["Metadata"]["scal-version-id"] == "v2" and latest["VersionId"] != written.target_version_id
+    tags = pair.target.get_object_tagging(Bucket=bucket, Key="k", VersionId=latest["VersionId"])["TagSet"]
+    assert tags == [{"Key": "team", "Value": "a"}]
+    assert _versions_newest_first(pair, "k") == ["v2", "v1", "v2"]
+
+
+@pytest.mark.integration
+def test_a_late_older_version_of_a_key_deleted_on_the_source_leaves_it_deleted_on_the_target(pair):
+    bucket = pair.target_bucket
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"v0", Metadata={"scal-version-id": "v0"})
+    pair.target.delete_object(Bucket=bucket, Key="k")  # the replica of the source's marker "dm"
+    target = _marker_target(pair)
+    try:
+        target.replicate(_late_entry(pair, "k", "v1", b"old"), _OneVersionSource(["v0", "v1", "dm"], b"old"),
+                         threading.Event())
+    finally:
+        target.close()
+    assert _versions_newest_first(pair, "k") == ["v1", "v0"] and len(_target_markers(pair, bucket, "k")) == 2
+    with pytest.raises(ClientError) as latest:
+        pair.target.head_object(Bucket=bucket, Key="k")
+    assert latest.value.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true"
+
+
+@pytest.mark.integration
+def test_a_marker_for_a_key_the_target_never_held_completes_and_a_late_version_then_gets_a_marker_over_it(pair):
+    from dataclasses import replace as changed
+
+    bucket = pair.target_bucket
+    target = _marker_target(pair)
+    try:
+        marker = target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm"), threading.Event())
+        late = changed(_late_entry(pair, "k", "v1", b"old"), replay_count=1)  # its first copy had FAILED
+        target.replicate(late, _OneVersionSource(["v1", "dm"], b"old"), threading.Event())
+    finally:
+        target.close()
+    assert marker.target_version_id == ""  # moto makes no marker over nothing, where S3 makes one
+    assert _versions_newest_first(pair, "k") == ["v1"] and len(_target_markers(pair, bucket, "k")) == 1
+    with pytest.raises(ClientError):
+        pair.target.head_object(Bucket=bucket, Key="k")
+
+
+@pytest.mark.integration
+def test_versions_written_in_the_source_order_are_not_copied_again(pair):
+    target = _marker_target(pair)
+    try:
+        for version_id in ("v1", "v2"):
+            target.replicate(_late_entry(pair, "k", version_id, version_id.encode()),
+                             _OneVersionSource(["v1", "v2"], version_id.encode()), threading.Event())
+        target.replicate(_late_entry(pair, "j", "v2", b"v2"), _OneVersionSource(["dm", "v2"], b"v2"), threading.Event())
+    finally:
+        target.close()
+    assert _versions_newest_first(pair, "k") == ["v2", "v1"] and _versions_newest_first(pair, "j") == ["v2"]
 
 
 class _Site:

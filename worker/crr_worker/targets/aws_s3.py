@@ -13,21 +13,26 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlencode
 
-from botocore.exceptions import ClientError
-
 from crr_worker.aws import load_keys, make_client
 from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
-from crr_worker.retry import ReplicationFailed, RetryableError, Stopped
+from crr_worker.retry import RetryableError, Stopped
 from crr_worker.sources.base import Source
+from crr_worker.targets.aws_s3_order import (
+    SOURCE_VERSION_KEY,
+    TargetLatest,
+    head_latest,
+    newer_versions,
+    restore_latest,
+    was_newer,
+)
 from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
 
 LOG = logging.getLogger("crr_worker.targets.aws_s3")
 REPLICA_STATUS_KEY = "scal-replication-status"
-SOURCE_VERSION_KEY = "scal-version-id"
 MAX_VERSIONS_CHECKED = 50
 
 
@@ -70,43 +75,43 @@ class AwsS3Target:
                 return updated
         if entry.size < self.settings.mpu_threshold:
             return self._put_single(bucket, entry, source, stop)
-        existing = self.find_replica(bucket, self.key(entry), entry.version_id)
+        existing, before = self._check(bucket, self.key(entry), entry.version_id)
         if existing is not None:
             return ReplicaWritten(existing, skipped=True)
-        return self._put_multipart(bucket, entry, source, stop)
+        written = self._put_multipart(bucket, entry, source, stop)
+        self._keep_latest(bucket, entry, source, before)
+        return written
 
     def find_replica(self, bucket: str, key: str, source_version_id: str) -> str | None:
-        """The target version id of the replica of `source_version_id`, when the target already holds one.
+        """The target version id of the replica of `source_version_id`, when the target already holds one."""
+        return self._check(bucket, key, source_version_id)[0]
+
+    def _check(self, bucket: str, key: str, source_version_id: str) -> tuple[str | None, TargetLatest]:
+        """(the replica's target version id or None, the key's latest version on the target).
 
         The latest version answers in one HEAD in the usual cases (new key, redelivered last write); older
         versions are looked at only when the latest is another version, newest first, at most 50.
         """
-        latest_id, latest_meta, marker = self._head(bucket, key)
-        if latest_meta.get(SOURCE_VERSION_KEY) == source_version_id:
-            return latest_id
-        if latest_id is None and not marker:
-            return None
+        latest = head_latest(self.s3, bucket, key)
+        if latest.source_version_id == source_version_id and not latest.is_marker:
+            return latest.version_id, latest
+        if latest.version_id is None:  # no version, or an unversioned bucket
+            return None, latest
         reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
         for version in reply.get("Versions", []):
-            if version["Key"] != key or version.get("VersionId") == latest_id:
+            if version["Key"] != key or version.get("VersionId") == latest.version_id:
                 continue
             head = self.s3.head_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
             if (head.get("Metadata") or {}).get(SOURCE_VERSION_KEY) == source_version_id:
-                return version["VersionId"]
-        return None
+                return version["VersionId"], latest
+        return None, latest
 
-    def _head(self, bucket: str, key: str) -> tuple[str | None, dict, bool]:
-        """(version id, user metadata, is a delete marker) of the latest version; (None, {}, False) if none."""
-        try:
-            head = self.s3.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                if headers.get("x-amz-delete-marker") == "true":
-                    return headers.get("x-amz-version-id"), {}, True
-                return None, {}, False
-            raise
-        return head.get("VersionId"), dict(head.get("Metadata") or {}), False
+    def _keep_latest(self, bucket: str, entry: ReplicationEntry, source: Source, before: TargetLatest) -> None:
+        """A version was just written over `before`: when `before` replicated a newer source version, put it back
+        on top (crr_worker.targets.aws_s3_order). The source is listed only when the key had a latest, or for a
+        re-queued entry (a newer marker may be on the source while the target holds nothing)."""
+        if before.exists or entry.replay_count:
+            restore_latest(self.s3, bucket, self.key(entry), before, newer_versions(source, entry))
 
     def _replicate_delete_marker(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten:
         """A DELETE without version id, which makes the target create a delete marker; once only. Done only once the
@@ -116,25 +121,45 @@ class AwsS3Target:
 
         A marker has no metadata to recognise it by, so a redelivered marker is known as done when the target's
         latest version is a marker, or is the replica of a source version newer than this marker with a marker
-        below it (the newest such: markers of one key are told apart by their place only). Without one, writing
-        the marker now would delete the newer version: that is a ReplicationFailed.
+        below it (the newest such: markers of one key are told apart by their place only). Without one, the
+        marker is written and the newer replica put back on top of it.
         """
         key = self.key(entry)
-        latest_id, latest_meta, is_marker = self._head(bucket, key)
-        if is_marker and latest_id:
-            return ReplicaWritten(latest_id, skipped=True)
-        if latest_meta.get(SOURCE_VERSION_KEY) in _newer_versions(source, entry):
-            return ReplicaWritten(self._marker_below(bucket, key, latest_id), skipped=True)
+        before = head_latest(self.s3, bucket, key)
+        if before.is_marker and before.version_id:
+            return ReplicaWritten(before.version_id, skipped=True)
+        newer = newer_versions(source, entry) if before.exists else []
+        if was_newer(before, newer):
+            below = self._marker_below(bucket, key, before.version_id)
+            if below is not None:
+                return ReplicaWritten(below, skipped=True)
+        marker_id = self._write_marker(bucket, key, before)
+        if before.exists:
+            restore_latest(self.s3, bucket, key, before, newer)
+        return ReplicaWritten(marker_id)
+
+    def _write_marker(self, bucket: str, key: str, before: TargetLatest) -> str:
+        """The version id of the delete marker a DELETE of `key` made; RetryableError when it made none over a
+        version. A target holding no version of the key may make none (moto): the key is absent there as on the
+        source, nothing is hidden, and "" is returned (a late older version then gets a marker put over it)."""
         reply = self.s3.delete_object(Bucket=bucket, Key=key)
         if reply.get("DeleteMarker") and reply.get("VersionId"):
-            return ReplicaWritten(reply["VersionId"])
-        latest_id, _, is_marker = self._head(bucket, key)
-        if is_marker and latest_id:
-            return ReplicaWritten(latest_id)
+            return reply["VersionId"]
+        latest = head_latest(self.s3, bucket, key)
+        if latest.is_marker and latest.version_id:
+            return latest.version_id
+        if not before.exists and not latest.exists and not self._any_version(bucket, key):
+            log(LOG, logging.INFO, "the target holds no version of the key and made no delete marker for it",
+                bucket=bucket, key=key)
+            return ""
         raise RetryableError("the target made no delete marker for %s in bucket %s (is its versioning enabled?)"
                              % (key, bucket))
 
-    def _marker_below(self, bucket: str, key: str, latest_id: str) -> str:
+    def _any_version(self, bucket: str, key: str) -> bool:
+        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
+        return any(v["Key"] == key for v in reply.get("Versions", []) + reply.get("DeleteMarkers", []))
+
+    def _marker_below(self, bucket: str, key: str, latest_id: str) -> str | None:
         """The version id of the newest delete marker of `key` older than its latest version `latest_id`."""
         reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
         latest = next((v for v in reply.get("Versions", []) if v["Key"] == key and v.get("VersionId") == latest_id),
@@ -143,8 +168,7 @@ class AwsS3Target:
         if latest is not None:
             markers = [m for m in markers if m["LastModified"] <= latest["LastModified"]]
         if not markers:
-            raise ReplicationFailed("the target's latest version of %s is the replica of a newer source version and "
-                                    "no delete marker is below it: a marker written now would delete it" % key)
+            return None
         return max(markers, key=lambda m: m["LastModified"])["VersionId"]
 
     def _replicate_metadata(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten | None:
@@ -179,16 +203,16 @@ class AwsS3Target:
         """One PUT. The idempotence check runs while the source GET starts (each is a round trip; across regions
         that is most of a small object's copy time); the body is read only once the check found no replica, and
         is closed unread when it found one."""
-        check = self.checks.submit(self.find_replica, bucket, self.key(entry), entry.version_id)
+        check = self.checks.submit(self._check, bucket, self.key(entry), entry.version_id)
         try:
             opened = source.open_version(entry.bucket, entry.key, entry.version_id)
         except Exception:
-            existing = check.result()  # the source version may be gone once replicated: the replica decides
+            existing, _ = check.result()  # the source version may be gone once replicated: the replica decides
             if existing is not None:
                 return ReplicaWritten(existing, skipped=True)
             raise
         try:
-            existing = check.result()
+            existing, before = check.result()
         except BaseException:
             opened.body.close()
             raise
@@ -201,6 +225,7 @@ class AwsS3Target:
                 Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=base64_md5(md5),
                 **self._write_arguments(entry, opened, tags),
             )
+        self._keep_latest(bucket, entry, source, before)
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
 
     def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
@@ -289,11 +314,3 @@ def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:
     if opened is not None and opened.tag_count == 0:
         return {}
     return source.version_tags(entry.bucket, entry.key, entry.version_id)
-
-
-def _newer_versions(source: Source, entry: ReplicationEntry) -> set[str]:
-    """Source version ids of entry.key written after the delete marker `entry`."""
-    versions = [v.version_id for v in source.list_versions(entry.bucket, entry.key)]
-    if entry.version_id not in versions:
-        return set()
-    return set(versions[versions.index(entry.version_id) + 1:])
