@@ -36,9 +36,10 @@ class ApiClient:
 
 
 def start_api(pair, token: str | None = None) -> ApiClient:
-    """Start `crr-worker api` on a free port and wait until it is ready (ledger loaded, Kafka answering)."""
+    """Start `crr-worker api` on a free port and wait until it is ready (ledger loaded, Kafka answering); a
+    `token` is written to a 0600 file named by api.tokenFile."""
     port = _free_port()
-    pair.write_config(**{"api": dict({"host": "127.0.0.1", "port": port}, **({"token": token} if token else {}))})
+    pair.write_config(**{"api": dict({"host": "127.0.0.1", "port": port}, **_token_file(pair, token))})
     proc = pair.workers.start("api")
     api = ApiClient(port, token)
 
@@ -51,6 +52,15 @@ def start_api(pair, token: str | None = None) -> ApiClient:
 
     wait_for(ready, 60, 0.3, "the API to be ready")
     return api
+
+
+def _token_file(pair, token: str | None) -> dict:
+    if token is None:
+        return {}
+    path = os.path.join(pair.workers.log_dir, "api-token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(token + "\n")
+    return {"tokenFile": path}
 
 
 def _metric(text: str, name: str, labels: str = "") -> float | None:
@@ -171,7 +181,7 @@ def test_a_processor_started_while_its_site_is_paused_starts_paused(pair):
     _assert_held_until_resumed(pair, api, 3)
 
 
-def test_a_configured_token_is_required_on_every_route(pair):
+def test_the_token_of_api_token_file_is_required_on_every_route(pair):
     api = start_api(pair, token="s3cret-token")
     for path in ("/_/healthcheck", "/metrics", "/_/crr/failed"):
         assert api.get(path, headers={}).status_code == 401

@@ -102,6 +102,42 @@ def test_credentials_file_readable_by_others_is_refused(tmp_path):
     assert error.value.key == REPLICATION + ".source.credentials.file" and "0600" in str(error.value)
 
 
+def _token_file(tmp_path, mode: int, text: str = "s3cret-token\n") -> str:
+    path = tmp_path / "api-token"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+def test_the_api_token_is_read_from_a_0600_token_file_and_kept_out_of_the_repr(tmp_path):
+    path = _token_file(tmp_path, 0o600)
+    config = parse_config(with_change("api", {"tokenFile": path}))
+    assert config.api.token == "s3cret-token" and config.api.token_file == path
+    assert "s3cret-token" not in repr(config)
+
+
+def test_a_token_file_readable_by_group_or_others_is_refused_with_the_chmod_to_run(tmp_path):
+    path = _token_file(tmp_path, 0o640)
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change("api", {"tokenFile": path}))
+    assert error.value.key == "api.tokenFile" and "chmod 600 %s" % path in str(error.value)
+
+
+@pytest.mark.parametrize("case,message", [("missing", "cannot read"), ("empty", "is empty")])
+def test_a_missing_or_empty_token_file_is_refused(tmp_path, case, message):
+    path = str(tmp_path / "nonexistent") if case == "missing" else _token_file(tmp_path, 0o600, " \n")
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change("api", {"tokenFile": path}))
+    assert error.value.key == "api.tokenFile" and message in str(error.value)
+
+
+def test_an_inline_api_token_is_refused_naming_token_file():
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change("api", {"token": "s3cret-token"}))
+    assert error.value.key == "api.token" and "api.tokenFile" in str(error.value)
+    assert "s3cret-token" not in str(error.value)
+
+
 def test_part_size_grows_to_stay_within_ten_thousand_parts():
     assert part_size_for(100 * 1024 ** 3, 16 * 1024 ** 2) * 10_000 >= 100 * 1024 ** 3
     assert part_size_for(70 * 1024 ** 2, 16 * 1024 ** 2) == 16 * 1024 ** 2
@@ -186,7 +222,7 @@ def test_a_misspelt_key_is_refused_with_its_path_and_the_likely_key(path, value,
 def test_an_unknown_key_unlike_any_lists_the_keys_read_there():
     with pytest.raises(ConfigError) as error:
         parse_config(with_change("api", {"bind": "0.0.0.0"}))
-    assert str(error.value) == "api.bind: unknown key; valid keys: host, port, token"
+    assert str(error.value) == "api.bind: unknown key; valid keys: host, port, tokenFile"
 
 
 def test_a_backbeat_key_is_accepted_only_at_its_own_place():
@@ -221,6 +257,9 @@ def test_harness_configs_parse(tmp_path):
     credentials.write_text("[crr]\naws_access_key_id = a\naws_secret_access_key = b\n")
     os.chmod(credentials, 0o600)
     creds = {"file": str(credentials), "profile": "crr"}
+    token = tmp_path / "api-token"
+    token.write_text("secret\n")
+    os.chmod(token, 0o600)
     config = {
         "kafka": {"hosts": "127.0.0.1:9092", "partitions": 4},
         "queuePopulator": {"logSource": "s3", "scanIntervalS": 600},
@@ -237,7 +276,7 @@ def test_harness_configs_parse(tmp_path):
                                "mpuPartSize": 5 * 1024 * 1024, "partConcurrency": 2},
         }},
         "log": {"logLevel": "info"},
-        "api": {"host": "127.0.0.1", "port": 8901, "token": "secret"},
+        "api": {"host": "127.0.0.1", "port": 8901, "tokenFile": str(token)},
     }
     assert parse_config(config).site("aws1").bucket == "tgt"
     config["extensions"]["replication"]["source"].update(buckets=[], discovery=True)

@@ -5,7 +5,7 @@ hosts need no web framework. The API's view of the ledger is kept by one followe
 compacted ledger topic from its start and then follows it, so a request never re-reads the whole topic.
 Retry and pause write to Kafka (replication/status topics, control topic) through one producer kept for the
 API's lifetime; the processors, wherever they run, act on it. Binds 127.0.0.1 unless configured; with
-`api.token` every request needs `Authorization: Bearer`.
+`api.tokenFile` (its token read once, at start) every request needs `Authorization: Bearer`.
 """
 
 from __future__ import annotations

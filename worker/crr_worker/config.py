@@ -160,9 +160,12 @@ class KafkaConfig:
 
 @dataclass(frozen=True)
 class ApiConfig:
+    """Where the API listens, and the bearer token read from `api.tokenFile` at start (never in a repr or log)."""
+
     host: str = "127.0.0.1"
     port: int = 8900
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -566,11 +569,35 @@ def _queue_processor(section: _Section) -> QueueProcessorConfig:
 
 
 def _api(section: _Section) -> ApiConfig:
+    _refuse_inline_token(section)
+    token_file = section.text("tokenFile")
     return ApiConfig(
         host=section.text("host", "127.0.0.1"),
         port=section.integer("port", 8900, 1, 65535),
-        token=section.text("token"),
+        token=None if token_file is None else _read_token(token_file, section.key("tokenFile")),
+        token_file=token_file,
     )
+
+
+def _refuse_inline_token(section: _Section) -> None:
+    """An inline `api.token` is refused like inline S3 keys: the config file is group-readable."""
+    if "token" in section.data:
+        raise ConfigError(section.key("token"), "a token inline in the config is not read (the file is "
+                          "group-readable): put it alone in a 0600 file and set api.tokenFile to its path")
+
+
+def _read_token(path: str, key: str) -> str:
+    """The token held in the file at `path`, which only its owner may read (as credentials files)."""
+    try:
+        if os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(key, "%s must not be accessible by group or others: chmod 600 %s" % (path, path))
+        with open(path, encoding="utf-8") as src:
+            token = src.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(key, "cannot read %s: %s" % (path, getattr(exc, "strerror", None) or exc)) from exc
+    if not token:
+        raise ConfigError(key, "%s is empty: write the API's bearer token in it" % path)
+    return token
 
 
 def part_size_for(size: int, preferred: int) -> int:
