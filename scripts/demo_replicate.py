@@ -41,7 +41,7 @@ def _status(worker, key, version_id):
     The command and environment are those demo.yml handed to the sandbox (worker-commands.json).
     """
     cli = worker["commands"]["status-processor"][:-1]  # crr-worker --config FILE
-    proc = subprocess.run([*cli, "status", SOURCE_BUCKET, key, "--version-id", version_id],
+    proc = subprocess.run([*cli, "status", SOURCE_BUCKET, key, "--version-id", version_id, "--json"],
                           capture_output=True, text=True, env={**os.environ, **worker["environment"]})
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return lines if lines and all(s["status"] == "COMPLETED" for s in lines) else None
@@ -65,7 +65,7 @@ def main(state_dir: str) -> int:
         statuses = wait_until(lambda: _status(worker, key, put["VersionId"]), TIMEOUT_S, "status COMPLETED", logs, 1)
     except SandboxError as exc:
         sys.exit("demo: %s" % exc)
-    print("$ crr-worker status %s %s" % (SOURCE_BUCKET, key))
+    print("$ crr-worker status %s %s --json" % (SOURCE_BUCKET, key))
     for status in statuses:
         print(json.dumps(status))
     print("\nReplicated: the target holds a REPLICA carrying the source version id %s." % put["VersionId"])

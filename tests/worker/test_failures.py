@@ -71,7 +71,7 @@ def test_deleted_target_bucket_fails_naming_it_and_retry_completes_after_recreat
     statuses = pair.wait_all_done(90, expect_status="FAILED")
     (failed,) = statuses.values()
     assert "NoSuchBucket" in failed.reason and pair.target_bucket in failed.reason
-    listed = pair.workers.run("failed", "--site", SITE)
+    listed = pair.workers.run("failed", "--site", SITE, "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout.splitlines()[0])["key"] == "lost"
 
     pair.target.create_bucket(Bucket=pair.target_bucket)
@@ -80,7 +80,7 @@ def test_deleted_target_bucket_fails_naming_it_and_retry_completes_after_recreat
     assert retried.returncode == 0 and "re-queued 1" in retried.stdout, retried.stderr
     statuses = pair.wait_all_done(90)
     assert list(statuses.values())[0].entry.replay_count == 1
-    assert pair.workers.run("failed").stdout == ""
+    assert pair.workers.run("failed", "--json").stdout == ""
 
 
 def test_retry_of_old_failed_versions_keeps_the_source_latest_on_the_target_and_a_deleted_key_deleted(

@@ -155,7 +155,7 @@ def test_versions_of_a_rule_naming_no_configured_site_end_failed_listed_logged_o
         pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=key.encode())
     for key in ("a", "b"):
         assert "names site STANDARD" in _failed_for(pair, "STANDARD", key).reason
-    result = pair.workers.run("failed", "--bucket", pair.source_bucket)
+    result = pair.workers.run("failed", "--bucket", pair.source_bucket, "--json")
     listed = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted((f["key"], f["site"], f["status"]) for f in listed) == [("a", "STANDARD", FAILED),
                                                                            ("b", "STANDARD", FAILED)]

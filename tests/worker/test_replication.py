@@ -70,7 +70,7 @@ def test_status_command_prints_completed_with_the_target_version(pair):
     pair.source.put_object(Bucket=pair.source_bucket, Key="one", Body=b"1")
     start_pipeline(pair)
     statuses = pair.wait_all_done(90)
-    result = pair.workers.run("status", pair.source_bucket, "one")
+    result = pair.workers.run("status", pair.source_bucket, "one", "--json")
     assert result.returncode == 0, result.stderr
     assert '"status": "COMPLETED"' in result.stdout
     (status,) = statuses.values()

@@ -1,12 +1,16 @@
 """`crr-worker`: one subcommand per component or operation, each a thin call into it.
 
-Exit codes: 0 success, 1 nothing found / failures listed, 2 invalid configuration or usage.
+Exit codes (scripts and Ansible tasks test them, docs/worker.md lists them too):
+  0  success (`failed` with nothing FAILED included)
+  1  failure (an unexpected error, a resync stopped before its end)
+  2  invalid configuration or usage
+  3  not found: `status` of an object or version the ledger holds no status of
+  4  Kafka unreachable: no broker of `kafka.hosts` answered a read-only command within 10 s
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -14,12 +18,16 @@ import sys
 import threading
 from datetime import datetime, timezone
 
+from crr_worker import __version__
 from crr_worker.config import ConfigError, WorkerConfig, load_config
 from crr_worker.logs import setup
 
 DEFAULT_CONFIG = "/etc/crr-worker/config.json"
-EXIT_CONFIG = 2
 EXIT_FATAL = 1
+EXIT_CONFIG = 2
+EXIT_NOT_FOUND = 3
+EXIT_KAFKA_UNREACHABLE = 4
+KAFKA_CONNECT_TIMEOUT_S = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,44 +50,65 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crr-worker", description="S3 Cross-Region Replication worker")
+    parser = argparse.ArgumentParser(prog="crr-worker", description="S3 Cross-Region Replication worker",
+                                     epilog="exit codes: 0 ok, 1 failure, 2 invalid configuration or usage, "
+                                     "3 not found, 4 Kafka unreachable")
+    parser.add_argument("--version", action="version", version="crr-worker %s" % __version__,
+                        help="print crr-worker's version and exit")
     parser.add_argument("--config", default=os.environ.get("CRR_WORKER_CONFIG", DEFAULT_CONFIG),
                         help="config file (default: $CRR_WORKER_CONFIG or %s)" % DEFAULT_CONFIG)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="what to run; `crr-worker COMMAND --help` tells more")
+    _add_components(commands)
+    _add_read_commands(commands)
+    _add_requeue_commands(commands)
+    return parser
 
+
+def _add_components(commands) -> None:
+    """check-config and the long-running components the role's systemd units start."""
     check = commands.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("config_file", nargs="?")
+    check.add_argument("config_file", nargs="?", help="the file to check (default: --config)")
     check.set_defaults(run=_check_config)
-
     for name, run, helptext in (("populator", _populator, "source changes -> replication topic"),
-                                ("status-processor", _status_processor, "outcomes -> ledger")):
+                                ("status-processor", _status_processor, "outcomes -> ledger"),
+                                ("api", _api, "HTTP API: health, metrics, failed/retry, status, pause/resume")):
         commands.add_parser(name, help=helptext).set_defaults(run=run, config_file=None)
-
-    commands.add_parser("api", help="HTTP API: health, metrics, failed/retry, status, pause/resume").set_defaults(
-        run=_api, config_file=None)
-
     processor = commands.add_parser("processor", help="replicate entries to one site")
-    processor.add_argument("--site", required=True)
+    processor.add_argument("--site", required=True, help="the site of the bootstrapList to replicate to")
     processor.set_defaults(run=_processor, config_file=None)
 
-    status = commands.add_parser("status", help="print the replication status of an object's versions")
-    status.add_argument("bucket")
-    status.add_argument("key")
-    status.add_argument("--version-id")
-    status.add_argument("--site")
-    status.set_defaults(run=_status, config_file=None)
 
-    failed = commands.add_parser("failed", help="list FAILED versions")
-    failed.add_argument("--site")
-    failed.add_argument("--bucket")
+def _add_read_commands(commands) -> None:
+    """status and failed: they read the ledger and create nothing, not even a missing topic."""
+    status = commands.add_parser("status", help="print the replication status of an object's versions "
+                                 "(exit 3 when none is recorded)")
+    status.add_argument("bucket", help="the source bucket")
+    status.add_argument("key", help="the object key")
+    status.add_argument("--version-id", help="only this version (default: every version of the key)")
+    status.add_argument("--site", help="only this site (default: every site)")
+    _add_json(status)
+    status.set_defaults(run=_status, config_file=None)
+    failed = commands.add_parser("failed", help="list FAILED versions, oldest first")
+    failed.add_argument("--site", help="only this site (default: every site)")
+    failed.add_argument("--bucket", help="only this source bucket (default: every bucket)")
+    _add_json(failed)
     failed.set_defaults(run=_failed, config_file=None)
 
+
+def _add_json(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--json", action="store_true", help="one JSON object per status and line (the API's "
+                         "fields, times in epoch milliseconds) instead of a table")
+
+
+def _add_requeue_commands(commands) -> None:
+    """retry and resync: they queue versions again."""
     retry = commands.add_parser("retry", help="re-queue FAILED versions: one version, a key, a bucket, or --all")
-    retry.add_argument("--bucket")
-    retry.add_argument("--key")
-    retry.add_argument("--version-id")
-    retry.add_argument("--site")
-    retry.add_argument("--all", action="store_true")
+    retry.add_argument("--bucket", help="the FAILED versions of this source bucket")
+    retry.add_argument("--key", help="... of this key only (with --bucket)")
+    retry.add_argument("--version-id", help="... of this version only (with --bucket and --key)")
+    retry.add_argument("--site", help="only for this site (default: every site)")
+    retry.add_argument("--all", action="store_true", help="every FAILED version")
     retry.set_defaults(run=_retry, config_file=None)
 
     resync = commands.add_parser("resync", help="re-queue a CloudServer bucket's versions whose metadata is "
@@ -89,8 +118,6 @@ def _parser() -> argparse.ArgumentParser:
     resync.add_argument("--since", type=_iso8601, help="only versions last modified at or after this ISO 8601 "
                         "time, e.g. 2026-11-21T08:00:00Z (UTC when no zone)")
     resync.set_defaults(run=_resync, config_file=None)
-    return parser
-
 
 def _check_config(config: WorkerConfig, args) -> int:
     from crr_worker.registry import problems
@@ -159,7 +186,7 @@ def _api(config: WorkerConfig, args) -> int:
 
 def _read_ledger(config: WorkerConfig) -> dict:
     """The whole ledger, its topics ensured first: on a fresh cluster a command finds an empty ledger instead
-    of waiting for a topic that no component has created yet."""
+    of waiting for a topic that no component has created yet (retry writes to them next)."""
     from crr_worker.kafka_io import ensure_topics
     from crr_worker.ledger import read_ledger
 
@@ -167,21 +194,53 @@ def _read_ledger(config: WorkerConfig) -> dict:
     return read_ledger(config)
 
 
+def _read_ledger_only(config: WorkerConfig) -> dict | None:
+    """The ledger for read-only commands, creating nothing; None (after one line on stderr) when Kafka does not
+    answer. kafka-python's own warnings are silenced: they would repeat every reconnection for 10 s."""
+    from crr_worker.ledger import KafkaUnreachable, read_existing_ledger
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL + 1)
+    try:
+        return read_existing_ledger(config, KAFKA_CONNECT_TIMEOUT_S)
+    except KafkaUnreachable as exc:
+        print("crr-worker: cannot reach Kafka at %s (kafka.hosts): %s" % (",".join(config.kafka.hosts), exc),
+              file=sys.stderr)
+        return None
+
+
 def _status(config: WorkerConfig, args) -> int:
+    from crr_worker.cli_output import status_lines
     from crr_worker.ledger import find
 
-    found = find(_read_ledger(config), args.bucket, args.key, args.version_id, args.site)
-    for status in found:
-        print(json.dumps(status.to_dict(), ensure_ascii=False))
-    return 0 if found else 1
+    ledger = _read_ledger_only(config)
+    if ledger is None:
+        return EXIT_KAFKA_UNREACHABLE
+    found = find(ledger, args.bucket, args.key, args.version_id, args.site)
+    if not found:
+        print("crr-worker status: no status recorded for %s" % _object_name(args), file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print("\n".join(status_lines(found, args.json)))
+    return 0
+
+
+def _object_name(args) -> str:
+    """The object `status` asked for, as the error names it."""
+    name = "%s/%s" % (args.bucket, args.key)
+    if args.version_id:
+        name += " version %s" % args.version_id
+    return name + (" on site %s" % args.site if args.site else "")
 
 
 def _failed(config: WorkerConfig, args) -> int:
+    from crr_worker.cli_output import status_lines
     from crr_worker.ledger import failed
 
-    found = failed(_read_ledger(config), args.site, args.bucket)
-    for status in found:
-        print(json.dumps(status.to_dict(), ensure_ascii=False))
+    ledger = _read_ledger_only(config)
+    if ledger is None:
+        return EXIT_KAFKA_UNREACHABLE
+    lines = status_lines(failed(ledger, args.site, args.bucket), args.json)
+    if lines:
+        print("\n".join(lines))
     return 0
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, EntryError, Standing, StatusEntry, key_digest, ledger_key
@@ -25,6 +26,10 @@ class LedgerUnavailable(Exception):
     """The ledger topic could not be read to its end in time."""
 
 
+class KafkaUnreachable(LedgerUnavailable):
+    """No broker of `kafka.hosts` answered within the read-only commands' bounded timeout."""
+
+
 def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
                 ) -> dict[bytes, StatusEntry]:
     """Every status in the ledger, by ledger key, as of the moment the read started.
@@ -32,6 +37,27 @@ def read_ledger(config: WorkerConfig, stop: threading.Event | None = None, timeo
     Creates no topic (components create theirs at start): a missing ledger topic is waited for up to `timeout_s`.
     """
     return _read_whole(config, apply_records, stop, timeout_s)
+
+
+def read_existing_ledger(config: WorkerConfig, connect_timeout_s: float = 10.0, timeout_s: float = 120.0
+                         ) -> dict[bytes, StatusEntry]:
+    """read_ledger for read-only commands: an absent ledger topic is an empty ledger (no component ran yet), found
+    by one metadata request instead of a wait, and nothing is created.
+
+    KafkaUnreachable when no broker answers within `connect_timeout_s` (kafka-python's own waits are 30 s).
+    """
+    timeout_ms = int(connect_timeout_s * 1000)
+    try:
+        probe = make_consumer(config, None, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise KafkaUnreachable("no answer within %g s" % connect_timeout_s) from exc
+    try:
+        present = config.ledger_topic in probe.topics()
+    except KafkaTimeoutError as exc:
+        raise KafkaUnreachable("no topic list within %g s" % connect_timeout_s) from exc
+    finally:
+        probe.close(autocommit=False)
+    return _read_whole(config, apply_records, None, timeout_s) if present else {}
 
 
 def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
