@@ -37,8 +37,9 @@ def write_ledger(config, statuses: list[StatusEntry]) -> None:
 
 
 def status(bucket: str, key: str, version_id: str, state: str, reason: str = "", target: str = "",
-           updated_at: int = UPDATED, enqueued_at: int = UPDATED - 1000) -> StatusEntry:
-    entry = ReplicationEntry(bucket=bucket, key=key, version_id=version_id, sites=(SITE,), enqueued_at=enqueued_at)
+           updated_at: int = UPDATED, enqueued_at: int = UPDATED - 1000, marker: bool = False) -> StatusEntry:
+    entry = ReplicationEntry(bucket=bucket, key=key, version_id=version_id, sites=(SITE,), enqueued_at=enqueued_at,
+                             is_delete_marker=marker)
     return StatusEntry(entry, SITE, state, reason=reason, target_version_id=target, updated_at=updated_at)
 
 
@@ -56,14 +57,14 @@ def columns(lines: list[str]) -> list[list[str]]:
 def test_status_prints_an_aligned_table_with_iso_times_and_whole_long_keys(pair):
     statuses = [status(pair.source_bucket, LONG_KEY, "v1", COMPLETED, target="t1"),
                 status(pair.source_bucket, LONG_KEY, "v2", FAILED, reason="NoSuchBucket: the target bucket\ngone",
-                       updated_at=UPDATED + 60_000, enqueued_at=UPDATED)]
+                       updated_at=UPDATED + 60_000, enqueued_at=UPDATED, marker=True)]
     write_ledger(pair.load(), statuses)
     result = pair.workers.run("status", pair.source_bucket, LONG_KEY)
     assert result.returncode == 0, result.stderr
     assert columns(result.stdout.splitlines()) == [
         list(HEADER),
         [SITE, pair.source_bucket, LONG_KEY, "v1", COMPLETED, "t1", "2026-12-01T08:00:03Z", "-"],
-        [SITE, pair.source_bucket, LONG_KEY, "v2", FAILED, "-", "2026-12-01T08:01:03Z",
+        [SITE, pair.source_bucket, LONG_KEY, "v2 (delete marker)", FAILED, "-", "2026-12-01T08:01:03Z",
          "NoSuchBucket: the target bucket gone"],
     ]
 
@@ -108,15 +109,17 @@ def _topics(pair) -> set[str]:
         admin.close()
 
 
-def test_status_and_failed_on_a_fresh_cluster_create_no_topic_and_find_an_empty_ledger_at_once(pair):
+def test_status_failed_and_retry_on_a_fresh_cluster_create_no_topic_and_find_an_empty_ledger_at_once(pair):
     prefix = pair.config["extensions"]["replication"]["topic"]
     started = time.monotonic()
     unknown = pair.workers.run("status", pair.source_bucket, "k", timeout=60)
     listed = pair.workers.run("failed", timeout=60)
+    retried = pair.workers.run("retry", "--all", timeout=60)
     elapsed = time.monotonic() - started
     assert unknown.returncode == 3 and "no status recorded" in unknown.stderr
-    assert listed.returncode == 0 and listed.stdout.split() == list(" ".join(HEADER).split()), listed.stderr
-    assert elapsed < 30  # the ledger reader would wait 120 s for the topic to appear
+    assert listed.returncode == 0 and listed.stdout.split() == " ".join(HEADER).split(), listed.stderr
+    assert retried.returncode == 0 and retried.stdout == "re-queued 0 version(s)\n", retried.stderr
+    assert elapsed < 45  # the ledger reader would wait 120 s for the topic to appear
     assert not [t for t in _topics(pair) if t.startswith(prefix)]
 
 
@@ -126,7 +129,7 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("command", [("status", "b", "k"), ("failed",)])
+@pytest.mark.parametrize("command", [("status", "b", "k"), ("failed",), ("retry", "--all")])
 def test_kafka_unreachable_exits_4_with_one_line_naming_the_hosts_within_the_client_timeout(pair, command):
     hosts = "127.0.0.1:%d" % _closed_port()
     pair.write_config(**{"kafka.hosts": hosts})

@@ -5,7 +5,7 @@ Exit codes (scripts and Ansible tasks test them, docs/worker.md lists them too):
   1  failure (an unexpected error, a resync stopped before its end)
   2  invalid configuration or usage
   3  not found: `status` of an object or version the ledger holds no status of
-  4  Kafka unreachable: no broker of `kafka.hosts` answered a read-only command within 10 s
+  4  Kafka unreachable: no broker of `kafka.hosts` answered `status`, `failed` or `retry` within 10 s
 """
 
 from __future__ import annotations
@@ -184,19 +184,10 @@ def _api(config: WorkerConfig, args) -> int:
     return 0
 
 
-def _read_ledger(config: WorkerConfig) -> dict:
-    """The whole ledger, its topics ensured first: on a fresh cluster a command finds an empty ledger instead
-    of waiting for a topic that no component has created yet (retry writes to them next)."""
-    from crr_worker.kafka_io import ensure_topics
-    from crr_worker.ledger import read_ledger
-
-    ensure_topics(config)
-    return read_ledger(config)
-
-
 def _read_ledger_only(config: WorkerConfig) -> dict | None:
-    """The ledger for read-only commands, creating nothing; None (after one line on stderr) when Kafka does not
-    answer. kafka-python's own warnings are silenced: they would repeat every reconnection for 10 s."""
+    """The ledger for status, failed and retry, creating nothing (no ledger topic: no status, nothing to retry);
+    None (after one line on stderr) when Kafka does not answer. kafka-python's own warnings are silenced: they
+    would repeat every reconnection for 10 s."""
     from crr_worker.ledger import KafkaUnreachable, read_existing_ledger
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL + 1)
@@ -252,7 +243,10 @@ def _retry(config: WorkerConfig, args) -> int:
     if not args.all and not args.bucket:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
-    chosen = failed(_read_ledger(config), args.site, args.bucket, args.key, args.version_id)
+    ledger = _read_ledger_only(config)
+    if ledger is None:
+        return EXIT_KAFKA_UNREACHABLE
+    chosen = failed(ledger, args.site, args.bucket, args.key, args.version_id)
     if not chosen:
         print("re-queued 0 version(s)")
         return 0
