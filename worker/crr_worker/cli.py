@@ -184,7 +184,7 @@ def _api(config: WorkerConfig, args) -> int:
     return 0
 
 
-def _read_ledger_only(config: WorkerConfig) -> dict | None:
+def _read_ledger(config: WorkerConfig) -> dict | None:
     """The ledger for status, failed and retry, creating nothing (no ledger topic: no status, nothing to retry);
     None (after one line on stderr) when Kafka does not answer. kafka-python's own warnings are silenced: they
     would repeat every reconnection for 10 s."""
@@ -203,7 +203,7 @@ def _status(config: WorkerConfig, args) -> int:
     from crr_worker.cli_output import status_lines
     from crr_worker.ledger import find
 
-    ledger = _read_ledger_only(config)
+    ledger = _read_ledger(config)
     if ledger is None:
         return EXIT_KAFKA_UNREACHABLE
     found = find(ledger, args.bucket, args.key, args.version_id, args.site)
@@ -226,7 +226,7 @@ def _failed(config: WorkerConfig, args) -> int:
     from crr_worker.cli_output import status_lines
     from crr_worker.ledger import failed
 
-    ledger = _read_ledger_only(config)
+    ledger = _read_ledger(config)
     if ledger is None:
         return EXIT_KAFKA_UNREACHABLE
     lines = status_lines(failed(ledger, args.site, args.bucket), args.json)
@@ -243,7 +243,7 @@ def _retry(config: WorkerConfig, args) -> int:
     if not args.all and not args.bucket:
         print("crr-worker retry: give --bucket [--key [--version-id]] or --all", file=sys.stderr)
         return EXIT_CONFIG
-    ledger = _read_ledger_only(config)
+    ledger = _read_ledger(config)
     if ledger is None:
         return EXIT_KAFKA_UNREACHABLE
     chosen = failed(ledger, args.site, args.bucket, args.key, args.version_id)
