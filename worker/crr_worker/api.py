@@ -28,7 +28,7 @@ from crr_worker.entries import StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer
 from crr_worker.ledger import LedgerReader, apply_records, failed, find
 from crr_worker.logs import log
-from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_states
+from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_pending_age, render_states
 from crr_worker.status import requeue
 
 LOG = logging.getLogger("crr_worker.api")
@@ -218,8 +218,9 @@ class Api:
             log(LOG, logging.WARNING, "cannot read consumer lag", error=str(exc))
             lags, available = [], False
         lines += render_lag(lags, available)
-        lines += render_states(self.follower.statuses(), self.follower.paused_sites(),
-                               [s.site for s in self.config.sites], self.follower.ready.is_set())
+        statuses, sites = self.follower.statuses(), [s.site for s in self.config.sites]
+        lines += render_states(statuses, self.follower.paused_sites(), sites, self.follower.ready.is_set())
+        lines += render_pending_age(statuses, sites, time.time())
         return Reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
 
     def failed_list(self, query: dict) -> Reply:

@@ -4,7 +4,9 @@ The processors run as separate processes, possibly on other hosts, so the API do
 they produce ends up in the ledger topic, which the API follows. Counters therefore count ledger records seen
 since the API started, the ledger's history included (compaction may have shortened it, so read them with
 rate()/increase(), as any counter that can reset). Lag is asked from Kafka at scrape time: the committed
-offset of each site's consumer group against the end offset of each partition of the replication topic.
+offset of each site's consumer group against the end offset of each partition of the replication topic. The age
+of the oldest PENDING version is computed at scrape time against the clock, not at ledger events: a stalled
+pipeline writes no ledger record, and its oldest PENDING version must still grow older.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from kafka import TopicPartition
 from kafka.admin import OffsetSpec
 
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import COMPLETED, FAILED, StatusEntry
+from crr_worker.entries import COMPLETED, FAILED, PENDING, StatusEntry
 from crr_worker.rules import unroutable_rule
 
 # Seconds: sub-second for notified objects up to an hour for a retried or backlogged one.
@@ -66,15 +68,23 @@ class ReplicationMetrics:
         self.lock = threading.Lock()
         self.sites: dict[str, SiteCounters] = {}
         self.unroutable: dict[tuple[str, str], int] = {}  # (bucket, rule) -> FAILED records of its versions
+        self.queued: dict[tuple[str, str], int] = {}  # (bucket, site) -> PENDING marks (versions queued)
 
     def reset(self) -> None:
         """Forget everything (the follower re-reads the ledger from its start)."""
         with self.lock:
             self.sites = {}
             self.unroutable = {}
+            self.queued = {}
 
     def observe(self, status: StatusEntry) -> None:
-        """Count one ledger record: a COMPLETED or FAILED write is one outcome (PENDING marks are not counted)."""
+        """Count one ledger record: a COMPLETED or FAILED write is one outcome; a PENDING mark is one version queued
+        (by the populator's scan or notifications, or a retry)."""
+        if status.status == PENDING:
+            with self.lock:
+                labels = (status.entry.bucket, status.site)
+                self.queued[labels] = self.queued.get(labels, 0) + 1
+            return
         if status.status not in (COMPLETED, FAILED):
             return
         with self.lock:
@@ -115,6 +125,10 @@ class ReplicationMetrics:
                              "versions FAILED because their rule names no site a processor serves (ledger records)")
             lines += ['crr_unroutable_versions_total{bucket="%s",rule="%s"} %d' % (_label(b), _label(r), n)
                       for (b, r), n in sorted(self.unroutable.items())]
+            lines += _family("crr_queued_versions_total", "counter",
+                             "versions queued for a site (PENDING ledger records: scan, notifications, retries)")
+            lines += ['crr_queued_versions_total{bucket="%s",site="%s"} %d' % (_label(b), _label(s), n)
+                      for (b, s), n in sorted(self.queued.items())]
         return lines
 
 
@@ -191,6 +205,21 @@ def render_states(statuses: list[StatusEntry], paused: dict[str, bool], sites: l
     lines += ['crr_site_paused{site="%s"} %d' % (_label(site), int(paused.get(site, False))) for site in sites]
     lines += _family("crr_ledger_loaded", "gauge", "1 once the API has read the ledger to its end")
     lines.append("crr_ledger_loaded %d" % int(ready))
+    return lines
+
+
+def render_pending_age(statuses: list[StatusEntry], sites: list[str], now_s: float) -> list[str]:
+    """Per site, seconds since its oldest PENDING version was queued (0 when none is pending), against `now_s`."""
+    oldest_ms: dict[str, int] = {}
+    for status in statuses:
+        if status.status == PENDING:
+            queued_ms = status.entry.enqueued_at or status.updated_at
+            oldest_ms[status.site] = min(queued_ms, oldest_ms.get(status.site, queued_ms))
+    lines = _family("crr_oldest_pending_age_seconds", "gauge",
+                    "seconds since the site's oldest PENDING version was queued, 0 when none is pending")
+    for site in sorted(set(sites) | set(oldest_ms)):
+        age = max(0.0, now_s - oldest_ms[site] / 1000.0) if site in oldest_ms else 0.0
+        lines.append('crr_oldest_pending_age_seconds{site="%s"} %.3f' % (_label(site), age))
     return lines
 
 

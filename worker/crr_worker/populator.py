@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
@@ -30,6 +30,7 @@ RULES_TTL_S = 30.0
 FLUSH_EVERY = 500
 VANISHED = ("NoSuchKey", "NoSuchVersion", "404")
 STANDBY_CHECK_S = 0.2
+SCAN_PROGRESS_EVERY_S = 10.0  # a long listing logs its progress this often
 
 
 class PopulatorError(Exception):
@@ -40,6 +41,32 @@ class PopulatorError(Exception):
 class _CachedRules:
     replication: BucketReplication | None
     read_at: float
+
+
+@dataclass
+class ScanProgress:
+    """How far the scan of one bucket got: versions listed and entries queued, logged every SCAN_PROGRESS_EVERY_S
+    (the populator serves no metrics; the API counts the queued versions from the ledger)."""
+
+    bucket: str
+    listed: int = 0
+    queued: int = 0
+    started: float = field(default_factory=time.monotonic)
+    logged: float = field(default_factory=time.monotonic)
+
+    def counted(self, versions: Iterable[VersionInfo]) -> Iterator[VersionInfo]:
+        """`versions`, counting each one listed and logging the progress when it is due."""
+        for version in versions:
+            self.listed += 1
+            if time.monotonic() - self.logged >= SCAN_PROGRESS_EVERY_S:
+                self.log("scan progress")
+            yield version
+
+    def log(self, message: str) -> None:
+        self.logged = time.monotonic()
+        elapsed = max(self.logged - self.started, 1e-6)
+        log(LOG, logging.INFO, message, bucket=self.bucket, listed=self.listed, queued=self.queued,
+            elapsed_s=round(elapsed, 1), listed_per_s=round(self.listed / elapsed, 1))
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,9 @@ class Populator:
                 break
             replication = self._replication(bucket, fresh=True)
             if replication is not None and replication.enabled:
-                count += self._enqueue(replication, self.source.list_versions(bucket))
+                progress = ScanProgress(bucket)
+                count += self._enqueue(replication, progress.counted(self.source.list_versions(bucket)), progress)
+                progress.log("scan of bucket done")
         log(LOG, logging.INFO, "scan done", enqueued=count)
         return count
 
@@ -233,18 +262,21 @@ class Populator:
             self.rules[bucket] = cached
         return cached.replication
 
-    def _enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo]) -> int:
-        """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks."""
+    def _enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo],
+                 progress: ScanProgress | None = None) -> int:
+        """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks. Returns
+        how many entries were published (counted in `progress` too)."""
+        progress = progress or ScanProgress(replication.bucket)
         queued: list[_Queued] = []
-        count = 0
         for version in versions:
             if not self._leading():
-                return count  # the new leader's scan lists the rest, including what was taken and not published
+                return progress.queued  # the new leader's scan lists the rest, with what was taken, not published
             queued.extend(self._entries(replication, version))
             if len(queued) >= FLUSH_EVERY:
-                count += self._publish(queued)
+                progress.queued += self._publish(queued)
                 queued = []
-        return count + self._publish(queued)
+        progress.queued += self._publish(queued)
+        return progress.queued
 
     def _entries(self, replication: BucketReplication, version: VersionInfo) -> list[_Queued]:
         """What to publish for a version, for each rule sending it to sites that do not know it yet: the entry for

@@ -1,0 +1,57 @@
+"""Metrics a stalled pipeline cannot hide, from a live `crr-worker api` (the sandbox's Kafka and moto, real worker
+processes)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from crr_worker import populator
+
+from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
+from tests.worker.test_api import _metric, start_api
+
+
+@pytest.mark.integration
+def test_the_oldest_pending_age_grows_while_nothing_happens_and_is_zero_once_replicated(pair):
+    start_pipeline(pair)
+    api = start_api(pair)
+    site = 'site="%s"' % SITE
+
+    def age() -> float:
+        return _metric(api.get("/metrics").text, "crr_oldest_pending_age_seconds", site)
+
+    assert age() == 0
+    assert api.post("/_/crr/pause/%s" % SITE).json()["paused"] is True
+    pair.source.put_object(Bucket=pair.source_bucket, Key="held", Body=b"h")
+    first = wait_for(lambda: age() or None, 60, 0.5, "a PENDING version in the age")
+    wait_for(lambda: age() >= first + 3, 30, 0.5, "the age to grow with no ledger record written")
+    assert api.post("/_/crr/resume/%s" % SITE).json()["paused"] is False
+    pair.wait_all_done(90)
+    wait_for(lambda: age() == 0, 30, 0.5, "the age back to 0 once replicated")
+
+
+@pytest.mark.integration
+def test_the_scan_logs_versions_listed_and_queued_per_bucket_and_the_api_counts_them(pair_factory):
+    pair = pair_factory(notifications=False)
+    for index in range(3):
+        pair.source.put_object(Bucket=pair.source_bucket, Key="before-%d" % index, Body=b"b")
+    api = start_api(pair)
+    pair.workers.start("status-processor")
+    scanner = pair.workers.start("populator")
+    labels = 'bucket="%s",site="%s"' % (pair.source_bucket, SITE)
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_queued_versions_total", labels) == 3, 60, 0.5,
+             "3 versions counted as queued")
+    done = wait_for(lambda: [r for r in log_records(scanner) if r.get("message") == "scan of bucket done"], 30, 0.3,
+                    "the scan's per-bucket line")
+    assert (done[0]["bucket"], done[0]["listed"], done[0]["queued"]) == (pair.source_bucket, 3, 3)
+
+
+def test_a_long_scan_logs_its_progress_as_it_lists(monkeypatch, caplog):
+    monkeypatch.setattr(populator, "SCAN_PROGRESS_EVERY_S", 0.0)  # due at every version: no waiting on a clock
+    progress = populator.ScanProgress("bucket-a")
+    with caplog.at_level(logging.INFO, logger="crr_worker.populator"):
+        for _ in progress.counted(["v1", "v2"]):
+            progress.queued += 1
+    lines = [(r.getMessage(), r.fields["listed"], r.fields["queued"]) for r in caplog.records]
+    assert lines == [("scan progress", 1, 0), ("scan progress", 2, 1)]
