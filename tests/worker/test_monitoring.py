@@ -1,15 +1,59 @@
-"""Metrics a stalled pipeline cannot hide, from a live `crr-worker api` (the sandbox's Kafka and moto, real worker
-processes)."""
+"""The monitoring shipped with the collection: alert rules (promtool) and the metrics they read from a live
+`crr-worker api` (the sandbox's Kafka and moto, real worker processes)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 
 import pytest
+import yaml
 from crr_worker import populator
 
 from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
 from tests.worker.test_api import _metric, start_api
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RULES = os.path.join(REPO, "roles", "worker", "files", "prometheus", "crr-worker.rules.yml")
+RULE_TESTS = os.path.join(REPO, "tests", "worker", "crr-worker.rules.test.yml")
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is not on PATH: `apt-get install prometheus` (.ci/run installs it)")
+    return found
+
+
+def _rules() -> list[dict]:
+    with open(RULES) as source:
+        return [rule for group in yaml.safe_load(source)["groups"] for rule in group["rules"]]
+
+
+def test_promtool_accepts_the_alert_rules_and_each_has_a_summary_a_description_and_a_severity():
+    checked = subprocess.run([_promtool(), "check", "rules", RULES], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for rule in _rules():
+        assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        assert "crr-worker" in rule["annotations"]["description"], "%s names no command to run" % rule["alert"]
+
+
+def test_promtool_unit_tests_fire_every_alert_and_leave_healthy_series_silent():
+    tested = subprocess.run([_promtool(), "test", "rules", RULE_TESTS], capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    with open(RULE_TESTS) as source:
+        cases = [case for test in yaml.safe_load(source)["tests"] for case in test["alert_rule_test"]]
+    fired = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    assert fired == {rule["alert"] for rule in _rules()}, "every alert needs a test where it fires"
+
+
+def test_rpo_alerts_use_backbeats_thresholds():
+    expressions = {rule["alert"]: rule["expr"] for rule in _rules()}
+    assert expressions["CRROldestPendingVersionWarning"].endswith("> 600")
+    assert expressions["CRROldestPendingVersionCritical"].endswith("> 900")
 
 
 @pytest.mark.integration
