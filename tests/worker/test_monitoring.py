@@ -1,10 +1,12 @@
-"""The monitoring shipped with the collection: alert rules (promtool) and the metrics they read from a live
-`crr-worker api` (the sandbox's Kafka and moto, real worker processes)."""
+"""The monitoring shipped with the collection: alert rules (promtool), the Grafana dashboard, and the metrics they
+read from a live `crr-worker api` (the sandbox's Kafka and moto, real worker processes)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 
@@ -18,6 +20,9 @@ from tests.worker.test_api import _metric, start_api
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RULES = os.path.join(REPO, "roles", "worker", "files", "prometheus", "crr-worker.rules.yml")
 RULE_TESTS = os.path.join(REPO, "tests", "worker", "crr-worker.rules.test.yml")
+DASHBOARD = os.path.join(REPO, "roles", "worker", "files", "grafana", "crr-worker-dashboard.json")
+PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself for every scrape job
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def _promtool() -> str:
@@ -30,6 +35,32 @@ def _promtool() -> str:
 def _rules() -> list[dict]:
     with open(RULES) as source:
         return [rule for group in yaml.safe_load(source)["groups"] for rule in group["rules"]]
+
+
+def _expressions() -> list[str]:
+    """Every PromQL expression of the rules and of the dashboard (panel targets and template queries)."""
+    with open(DASHBOARD) as source:
+        dashboard = json.load(source)
+    found = [rule["expr"] for rule in _rules()]
+    found += [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    found += [variable["definition"] for variable in dashboard["templating"]["list"] if variable["type"] == "query"]
+    return found
+
+
+def _metric_names(expression: str) -> set[str]:
+    """The metric names an expression reads: crr_* identifiers and the Prometheus-made series."""
+    names = set(re.findall(r"\bcrr_[a-z0-9_]+\b", expression))
+    return names | {name for name in PROMETHEUS_OWN if re.search(r"\b%s\{" % name, expression)}
+
+
+def _exported(text: str) -> set[str]:
+    """Names a /metrics page serves: each declared family (# TYPE), with _bucket/_sum/_count for histograms."""
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        names.add(name)
+        if kind == "histogram":
+            names.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
+    return names
 
 
 def test_promtool_accepts_the_alert_rules_and_each_has_a_summary_a_description_and_a_severity():
@@ -54,6 +85,17 @@ def test_rpo_alerts_use_backbeats_thresholds():
     expressions = {rule["alert"]: rule["expr"] for rule in _rules()}
     assert expressions["CRROldestPendingVersionWarning"].endswith("> 600")
     assert expressions["CRROldestPendingVersionCritical"].endswith("> 900")
+
+
+@pytest.mark.integration
+def test_every_metric_of_the_rules_and_the_dashboard_is_declared_by_a_live_api_whose_metrics_promtool_accepts(pair):
+    api = start_api(pair)
+    text = api.get("/metrics").text
+    named = set().union(*(_metric_names(expression) for expression in _expressions()))
+    assert "crr_oldest_pending_age_seconds" in named and "crr_queued_versions_total" in named
+    assert named - PROMETHEUS_OWN - _exported(text) == set()
+    linted = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 @pytest.mark.integration
