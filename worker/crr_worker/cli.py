@@ -11,6 +11,7 @@ Exit codes (scripts and Ansible tasks test them, docs/worker.md lists them too):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_components(commands)
     _add_read_commands(commands)
     _add_requeue_commands(commands)
+    _add_verify(commands)
     return parser
 
 
@@ -118,6 +120,20 @@ def _add_requeue_commands(commands) -> None:
     resync.add_argument("--since", type=_iso8601, help="only versions last modified at or after this ISO 8601 "
                         "time, e.g. 2026-11-21T08:00:00Z (UTC when no zone)")
     resync.set_defaults(run=_resync, config_file=None)
+
+def _add_verify(commands) -> None:
+    """verify: reads both sides; --repair queues what is missing or wrong."""
+    verify = commands.add_parser("verify", help="compare a source bucket with its replica on each site, version by "
+                                 "version; exit 0 only when they agree")
+    verify.add_argument("--bucket", required=True, help="the source bucket to verify")
+    verify.add_argument("--site", help="only this site (default: every configured site the bucket's rules name)")
+    verify.add_argument("--prefix", default="", help="only keys starting with this prefix")
+    verify.add_argument("--json", action="store_true", help="one JSON line per difference, then one per site "
+                        "with the counts")
+    verify.add_argument("--repair", action="store_true", help="re-queue the source versions missing or wrong on "
+                        "the target as new replication entries")
+    verify.set_defaults(run=_verify, config_file=None)
+
 
 def _check_config(config: WorkerConfig, args) -> int:
     from crr_worker.registry import problems
@@ -279,3 +295,26 @@ def _resync(config: WorkerConfig, args) -> int:
     print("re-queued %d of %d version(s) of bucket %s%s" % (counts.queued, counts.listed, args.bucket,
                                                              " (stopped before the end)" if stop.is_set() else ""))
     return EXIT_FATAL if stop.is_set() else 0
+
+
+def _verify(config: WorkerConfig, args) -> int:
+    from crr_worker.verify import VerifyError, VerifyRefused, verify
+
+    def emit(finding, report) -> None:
+        if args.json:
+            print(json.dumps({"finding": finding.kind, "bucket": report.bucket, "site": report.site,
+                              "target_bucket": report.target_bucket, "key": finding.key,
+                              "version_id": finding.version_id, "target_version_id": finding.target_version_id,
+                              "detail": finding.detail}, ensure_ascii=False))
+        else:
+            print("%s %s %s: %s" % (finding.kind, finding.key, finding.version_id or finding.target_version_id,
+                                    finding.detail))
+
+    try:
+        reports = verify(config, args.bucket, args.site, args.prefix, args.repair, emit)
+    except VerifyError as exc:
+        print("crr-worker verify: %s" % exc, file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, VerifyRefused) else EXIT_FATAL
+    for report in reports:
+        print(json.dumps(report.to_dict()) if args.json else report.summary())
+    return 0 if all(report.agree for report in reports) else EXIT_FATAL

@@ -40,7 +40,7 @@ class S3Source:
         self.default_site = default_site
         keys = load_keys(config.credentials, "extensions.replication.source.credentials")
         self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
-        self.s3.meta.events.register("after-call.s3.ListObjectVersions", _remember_listing_order)
+        keep_listing_order(self.s3)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
         if config.notification_queue_url:
@@ -193,6 +193,18 @@ def parse_notification(body: str) -> list[Change]:
             version_id = s3.get("object", {}).get("versionId") or None
             changes.append(Change(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id))
     return changes
+
+
+def keep_listing_order(s3) -> None:
+    """Make `s3`'s ListObjectVersions pages keep their elements' order, which version_pages needs."""
+    s3.meta.events.register("after-call.s3.ListObjectVersions", _remember_listing_order)
+
+
+def version_pages(s3, bucket: str, prefix: str = "") -> Iterator[list[VersionInfo]]:
+    """Each ListObjectVersions page of `bucket` under `prefix`, as versions by key, each key newest first (a client
+    made with keep_listing_order, for versions and markers of one second to keep their order)."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        yield _page_versions(bucket, page)
 
 
 def _remember_listing_order(http_response, parsed: dict, **_) -> None:

@@ -1,0 +1,113 @@
+"""`crr-worker verify` on a pair the real pipeline replicated (Kafka, moto source and target, crr-worker processes):
+no finding on the clean pair, then each difference planted on the target by hand with boto3 found, and
+`--repair` fixing what the worker can fix."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from tests.worker.harness import SITE, start_pipeline, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def verify(pair, *options: str):
+    """(exit code, findings by key -> set of kinds, summary dict, result) of `crr-worker verify --json`."""
+    result = pair.workers.run("verify", "--bucket", pair.source_bucket, "--json", *options)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    findings = defaultdict(set)
+    for line in lines:
+        if "finding" in line:
+            findings[line["key"]].add(line["finding"])
+    summaries = [line for line in lines if line.get("summary")]
+    assert len(summaries) == 1, result.stdout + result.stderr
+    return result.returncode, dict(findings), summaries[0], result
+
+
+def replica_of(pair, key: str, source_version_id: str) -> str:
+    """The target version id of the replica of `source_version_id`."""
+    for version in pair.target.list_object_versions(Bucket=pair.target_bucket, Prefix=key).get("Versions", []):
+        head = pair.target.head_object(Bucket=pair.target_bucket, Key=key, VersionId=version["VersionId"])
+        if version["Key"] == key and head["Metadata"].get("scal-version-id") == source_version_id:
+            return version["VersionId"]
+    raise AssertionError("no replica of %s %s" % (key, source_version_id))
+
+
+def put_replica(pair, key: str, source_version_id: str, body: bytes) -> None:
+    """A target version claiming to be the replica of `source_version_id`."""
+    pair.target.put_object(Bucket=pair.target_bucket, Key=key, Body=body,
+                           Metadata={"scal-version-id": source_version_id, "scal-replication-status": "REPLICA"})
+
+
+def test_verify_finds_each_planted_difference_and_repair_fixes_the_missing_ones(pair_factory):
+    pair = pair_factory(scan_interval_s=5)  # moto notifies no delete marker: the scan finds it
+    pair.source.put_bucket_replication(Bucket=pair.source_bucket, ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/crr", "Rules": [
+            {"ID": "rep", "Prefix": "rep/", "Status": "Enabled",
+             "Destination": {"Bucket": "arn:aws:s3:::%s" % pair.target_bucket, "StorageClass": SITE}}]})
+    ids = defaultdict(list)
+    for key in ("rep/clean", "rep/missing", "rep/extra", "rep/body", "rep/order", "rep/deleted", "skip/unsent"):
+        for n in range(1 if key in ("rep/extra", "rep/body", "rep/deleted", "skip/unsent") else 2):
+            reply = pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=b"%s v%d" % (key.encode(), n))
+            ids[key].append(reply["VersionId"])
+    marker = pair.source.delete_object(Bucket=pair.source_bucket, Key="rep/deleted")["VersionId"]
+    start_pipeline(pair)
+    wanted = {(key, v) for key, versions in ids.items() if key.startswith("rep/") for v in versions}
+    wanted.add(("rep/deleted", marker))
+
+    def replicated():
+        statuses = pair.statuses()
+        return all(k in statuses and statuses[k].status == "COMPLETED" for k in wanted)
+
+    wait_for(replicated, 120, 2.0, "the rep/ versions to be replicated")
+
+    code, findings, summary, result = verify(pair)
+    assert (code, findings) == (0, {}), result.stdout + result.stderr
+    assert summary["checked"] == len(wanted) and summary["result"] == "OK"  # skip/unsent is not sent: not missing
+    plain = pair.workers.run("verify", "--bucket", pair.source_bucket)
+    assert plain.returncode == 0 and plain.stdout.strip() == (
+        "verify %s -> site %s (bucket %s): %d versions checked, 0 missing, 0 extra, 0 mismatched, 0 out of order, "
+        "0 latest differing: OK" % (pair.source_bucket, SITE, pair.target_bucket, len(wanted)))
+
+    target, bucket = pair.target, pair.target_bucket
+    target.delete_object(Bucket=bucket, Key="rep/missing",
+                         VersionId=replica_of(pair, "rep/missing", ids["rep/missing"][1]))
+    target.put_object(Bucket=bucket, Key="rep/extra", Body=b"not from the source")
+    target.delete_object(Bucket=bucket, Key="rep/body", VersionId=replica_of(pair, "rep/body", ids["rep/body"][0]))
+    put_replica(pair, "rep/body", ids["rep/body"][0], b"another body")
+    target.delete_object(Bucket=bucket, Key="rep/order", VersionId=replica_of(pair, "rep/order", ids["rep/order"][0]))
+    put_replica(pair, "rep/order", ids["rep/order"][0], b"rep/order v0")
+    dm = target.list_object_versions(Bucket=bucket, Prefix="rep/deleted")["DeleteMarkers"][0]["VersionId"]
+    target.delete_object(Bucket=bucket, Key="rep/deleted", VersionId=dm)  # live on the target, deleted on the source
+
+    code, findings, summary, result = verify(pair)
+    assert code == 1, result.stdout + result.stderr
+    assert findings == {"rep/missing": {"missing", "latest"}, "rep/extra": {"extra", "latest"},
+                        "rep/body": {"mismatch"}, "rep/order": {"order", "latest"},
+                        "rep/deleted": {"missing", "latest"}}, result.stdout
+    assert (summary["missing"], summary["extra"], summary["mismatch"], summary["order"], summary["latest"]) == \
+        (2, 1, 1, 1, 4)
+    assert summary["result"] == "DIFFERENT"
+
+    code, _, summary, result = verify(pair, "--repair")
+    assert code == 1 and summary["requeued"] == 3, result.stdout + result.stderr  # 2 missing + 1 mismatched
+
+    def repaired():
+        code, findings, _, _ = verify(pair)
+        return findings if "rep/missing" not in findings and "rep/deleted" not in findings else None
+
+    findings = wait_for(repaired, 90, 2.0, "the missing replica and delete marker to be written again")
+    # a wrong replica is left as it is (the processor skips a version the target holds a replica of), an extra
+    # version and the order are not the worker's to change
+    assert findings == {"rep/extra": {"extra", "latest"}, "rep/body": {"mismatch"},
+                        "rep/order": {"order", "latest"}}
+
+
+def test_verify_refuses_a_site_that_does_not_serve_the_bucket(pair):
+    result = pair.workers.run("verify", "--bucket", pair.source_bucket, "--site", "elsewhere")
+    assert result.returncode == 2
+    assert "no configured site elsewhere serves bucket %s" % pair.source_bucket in result.stderr
+    assert "--site must be one of" in result.stderr
