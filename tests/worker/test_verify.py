@@ -4,10 +4,12 @@ no finding on the clean pair, then each difference planted on the target by hand
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 
 import pytest
+from crr_worker.verify import Report, _Progress
 
 from tests.worker.harness import SITE, start_pipeline, wait_for
 
@@ -73,6 +75,7 @@ def test_verify_finds_each_planted_difference_and_repair_fixes_the_missing_ones(
     assert plain.returncode == 0 and plain.stdout.strip() == (
         "verify %s -> site %s (bucket %s): %d versions checked, 0 missing, 0 extra, 0 mismatched, 0 out of order, "
         "0 latest differing: OK" % (pair.source_bucket, SITE, pair.target_bucket, len(wanted)))
+    assert "versions checked" not in plain.stderr  # no progress line: stderr is no terminal here
 
     target, bucket = pair.target, pair.target_bucket
     target.delete_object(Bucket=bucket, Key="rep/missing",
@@ -118,3 +121,21 @@ def test_verify_refuses_a_site_that_does_not_serve_the_bucket(pair):
     assert result.returncode == 2
     assert "no configured site elsewhere serves bucket %s" % pair.source_bucket in result.stderr
     assert "--site must be one of" in result.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_is_redrawn_on_a_terminal_only():
+    now = [0.0]
+    report = Report("src", SITE, "tgt", checked=7)
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = _Progress(stream, clock=lambda: now[0])
+        now[0] += 1.0
+        progress.update(report)
+        progress.done(report)
+    assert terminal.getvalue() == "\rverify src -> %s: 7 versions checked, 0 differences" % SITE * 2 + "\n"
+    assert pipe.getvalue() == ""
