@@ -46,31 +46,45 @@ def put_replica(pair, key: str, source_version_id: str, body: bytes) -> None:
 
 def test_verify_finds_each_planted_difference_and_repair_fixes_the_missing_ones(pair_factory):
     pair = pair_factory(scan_interval_s=5)  # moto notifies no delete marker: the scan finds it
+    destination = {"Bucket": "arn:aws:s3:::%s" % pair.target_bucket, "StorageClass": SITE}
     pair.source.put_bucket_replication(Bucket=pair.source_bucket, ReplicationConfiguration={
         "Role": "arn:aws:iam::123456789012:role/crr", "Rules": [
-            {"ID": "rep", "Prefix": "rep/", "Status": "Enabled",
-             "Destination": {"Bucket": "arn:aws:s3:::%s" % pair.target_bucket, "StorageClass": SITE}}]})
+            {"ID": "rep", "Priority": 2, "Status": "Enabled", "Filter": {"Prefix": "rep/"},
+             "DeleteMarkerReplication": {"Status": "Enabled"}, "Destination": destination},
+            {"ID": "tagged", "Priority": 1, "Status": "Enabled",
+             "Filter": {"And": {"Prefix": "tag/", "Tags": [{"Key": "crr", "Value": "yes"}]}},
+             "DeleteMarkerReplication": {"Status": "Disabled"}, "Destination": destination},
+            {"ID": "no-markers", "Priority": 3, "Status": "Enabled", "Filter": {"Prefix": "nomarks/"},
+             "DeleteMarkerReplication": {"Status": "Disabled"}, "Destination": destination}]})
     ids = defaultdict(list)
     for key in ("rep/clean", "rep/missing", "rep/extra", "rep/body", "rep/order", "rep/deleted", "rep/dead",
                 "skip/unsent"):
         for n in range(1 if key in ("rep/extra", "rep/body", "rep/deleted", "rep/dead", "skip/unsent") else 2):
             reply = pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=b"%s v%d" % (key.encode(), n))
             ids[key].append(reply["VersionId"])
+    # sent: tag/yes and nomarks/k, not their delete markers (a tag rule sends none, nor one whose
+    # DeleteMarkerReplication is Disabled); not sent: tag/no (no tag), skip/unsent (no rule)
+    ids["tag/yes"].append(pair.source.put_object(Bucket=pair.source_bucket, Key="tag/yes", Body=b"yes",
+                                                 Tagging="crr=yes")["VersionId"])
+    ids["nomarks/k"].append(pair.source.put_object(Bucket=pair.source_bucket, Key="nomarks/k", Body=b"k")["VersionId"])
+    pair.source.put_object(Bucket=pair.source_bucket, Key="tag/no", Body=b"no")
+    for key in ("tag/yes", "nomarks/k"):
+        pair.source.delete_object(Bucket=pair.source_bucket, Key=key)
     markers = {key: pair.source.delete_object(Bucket=pair.source_bucket, Key=key)["VersionId"]
                for key in ("rep/deleted", "rep/dead")}
     start_pipeline(pair)
-    wanted = {(key, v) for key, versions in ids.items() if key.startswith("rep/") for v in versions}
+    wanted = {(key, v) for key, versions in ids.items() if key != "skip/unsent" for v in versions}
     wanted |= set(markers.items())
 
     def replicated():
         statuses = pair.statuses()
         return all(k in statuses and statuses[k].status == "COMPLETED" for k in wanted)
 
-    wait_for(replicated, 120, 2.0, "the rep/ versions to be replicated")
+    wait_for(replicated, 120, 2.0, "the versions the rules send to be replicated")
 
     code, findings, summary, result = verify(pair)
     assert (code, findings) == (0, {}), result.stdout + result.stderr
-    assert summary["checked"] == len(wanted) and summary["result"] == "OK"  # skip/unsent is not sent: not missing
+    assert summary["checked"] == len(wanted) and summary["result"] == "OK"  # what is not sent is not missing
     plain = pair.workers.run("verify", "--bucket", pair.source_bucket)
     assert plain.returncode == 0 and plain.stdout.strip() == (
         "verify %s -> site %s (bucket %s): %d versions checked, 0 missing, 0 extra, 0 mismatched, 0 out of order, "
