@@ -9,7 +9,8 @@ import json
 from collections import defaultdict
 
 import pytest
-from crr_worker.verify import Report, _Progress
+from crr_worker.sources.base import VersionInfo
+from crr_worker.verify import Replica, Report, _Progress, compare_key
 
 from tests.worker.harness import SITE, start_pipeline, wait_for
 
@@ -153,3 +154,15 @@ def test_the_progress_line_is_redrawn_on_a_terminal_only():
         progress.done(report)
     assert terminal.getvalue() == "\rverify src -> %s: 7 versions checked, 0 differences" % SITE * 2 + "\n"
     assert pipe.getvalue() == ""
+
+
+def test_a_scality_replica_is_matched_by_its_version_id_markers_included():
+    """No scality site runs in the tests: the comparison its listing feeds, on listed versions."""
+    v1, dm = VersionInfo("b", "k", "v1", size=2, etag='"e1"'), VersionInfo("b", "k", "dm", is_delete_marker=True)
+    assert compare_key("k", [v1, dm], [Replica(v1), Replica(dm)], same_ids=True) == []
+    other = VersionInfo("b", "k", "v1", size=3, etag='"e2"')
+    assert [f.kind for f in compare_key("k", [v1, dm], [Replica(other), Replica(dm)], same_ids=True)] == ["mismatch"]
+    assert [f.kind for f in compare_key("k", [v1, dm], [Replica(dm), Replica(v1)], same_ids=True)] == \
+        ["order", "latest"]
+    assert [(f.kind, f.version_id) for f in compare_key("k", [v1, dm], [Replica(v1)], same_ids=True)] == \
+        [("missing", "dm"), ("latest", "dm")]
