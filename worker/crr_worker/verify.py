@@ -330,8 +330,11 @@ def compare_key(key: str, sources: list[VersionInfo], replicas: list[Replica], s
 def _pair(key: str, sources: list[VersionInfo], replicas: list[Replica], same_ids: bool,
           findings: list[Finding]) -> dict[int, int]:
     """Target index -> source index of each replica; the target versions that are no replica are EXTRA findings.
-    Of two replicas of one version, the one with the source's ETag is its replica; delete markers of an aws_s3
-    target pair with the source's in order (the i-th with the i-th)."""
+
+    Of several replicas of one version, the newest with the source's ETag is its replica, and identical older
+    ones are no difference: the processor puts the latest replica back on top, by a copy, after a late older
+    version (crr_worker.targets.aws_s3_order). Likewise the delete markers of an aws_s3 target pair with the
+    source's from the newest, and older markers beyond the source's count only when the source has none."""
     index = {v.version_id: i for i, v in enumerate(sources) if same_ids or not v.is_delete_marker}
     candidates: dict[int, list[int]] = {}
     for t, replica in enumerate(replicas):
@@ -344,16 +347,21 @@ def _pair(key: str, sources: list[VersionInfo], replicas: list[Replica], same_id
             findings.append(Finding(EXTRA, key, "", _extra_reason(replica, same_ids), replica.version.version_id))
     paired = {}
     for i, found in candidates.items():
-        best = next((t for t in found if not _mismatch(sources[i], replicas[t], same_ids)), found[0])
+        good = [t for t in found if not _mismatch(sources[i], replicas[t], same_ids)]
+        best = good[-1] if good else found[-1]
         paired[best] = i
         findings += [Finding(EXTRA, key, sources[i].version_id, "another replica of source version %s" %
-                             sources[i].version_id, replicas[t].version.version_id) for t in found if t != best]
+                             sources[i].version_id, replicas[t].version.version_id)
+                     for t in found if t != best and t not in good]
     if not same_ids:
         source_markers = [i for i, v in enumerate(sources) if v.is_delete_marker]
         target_markers = [t for t, r in enumerate(replicas) if r.version.is_delete_marker]
-        paired.update(zip(target_markers, source_markers))
-        findings += [Finding(EXTRA, key, "", "a delete marker beyond the source's %d" % len(source_markers),
-                             replicas[t].version.version_id) for t in target_markers[len(source_markers):]]
+        pairs = min(len(target_markers), len(source_markers))
+        paired.update(zip(target_markers[len(target_markers) - pairs:], source_markers[len(source_markers) - pairs:]))
+        surplus = target_markers[:len(target_markers) - pairs]
+        if not source_markers:
+            findings += [Finding(EXTRA, key, "", "a delete marker where the source has none",
+                                 replicas[t].version.version_id) for t in surplus]
     return paired
 
 
