@@ -37,10 +37,12 @@ def write_ledger(config, statuses: list[StatusEntry]) -> None:
 
 
 def status(bucket: str, key: str, version_id: str, state: str, reason: str = "", target: str = "",
-           updated_at: int = UPDATED, enqueued_at: int = UPDATED - 1000, marker: bool = False) -> StatusEntry:
+           updated_at: int = UPDATED, enqueued_at: int = UPDATED - 1000, marker: bool = False,
+           replay_at: int = 0) -> StatusEntry:
     entry = ReplicationEntry(bucket=bucket, key=key, version_id=version_id, sites=(SITE,), enqueued_at=enqueued_at,
                              is_delete_marker=marker)
-    return StatusEntry(entry, SITE, state, reason=reason, target_version_id=target, updated_at=updated_at)
+    return StatusEntry(entry, SITE, state, reason=reason, target_version_id=target, updated_at=updated_at,
+                       replay_at=replay_at)
 
 
 def columns(lines: list[str]) -> list[list[str]]:
@@ -64,7 +66,7 @@ def test_status_prints_an_aligned_table_with_iso_times_and_whole_long_keys(pair)
     assert columns(result.stdout.splitlines()) == [
         list(HEADER),
         [SITE, pair.source_bucket, LONG_KEY, "v1", COMPLETED, "t1", "2026-12-01T08:00:03Z", "-"],
-        [SITE, pair.source_bucket, LONG_KEY, "v2 (delete marker)", FAILED, "-", "2026-12-01T08:01:03Z",
+        [SITE, pair.source_bucket, LONG_KEY, "v2 (delete marker)", "FAILED (final)", "-", "2026-12-01T08:01:03Z",
          "NoSuchBucket: the target bucket gone"],
     ]
 
@@ -79,17 +81,24 @@ def test_status_json_prints_one_json_object_per_status_with_epoch_ms_times(pair)
     assert json.loads(result.stdout.splitlines()[0])["updatedAt"] == UPDATED
 
 
-def test_failed_prints_the_failed_versions_as_a_table_and_as_json(pair):
+def test_failed_prints_the_failed_versions_as_a_table_and_as_json_saying_which_wait_for_a_replay(pair):
     done = status(pair.source_bucket, "ok", "v1", COMPLETED, target="t1")
     lost = status(pair.source_bucket, "lost", "v2", FAILED, reason="AccessDenied on PutObject")
-    write_ledger(pair.load(), [done, lost])
+    slow = status(pair.source_bucket, "slow", "v3", FAILED, reason="SlowDown; gave up after 5 tries",
+                  updated_at=UPDATED + 1000, replay_at=UPDATED + 301_000)
+    write_ledger(pair.load(), [done, lost, slow])
     table = pair.workers.run("failed", "--bucket", pair.source_bucket)
     assert table.returncode == 0, table.stderr
     assert columns(table.stdout.splitlines()) == [
-        list(HEADER), [SITE, pair.source_bucket, "lost", "v2", FAILED, "-", "2026-12-01T08:00:03Z",
-                       "AccessDenied on PutObject"]]
+        list(HEADER),
+        [SITE, pair.source_bucket, "lost", "v2", "FAILED (final)", "-", "2026-12-01T08:00:03Z",
+         "AccessDenied on PutObject"],
+        [SITE, pair.source_bucket, "slow", "v3", "FAILED (replay 2026-12-01T08:05:04Z)", "-", "2026-12-01T08:00:04Z",
+         "SlowDown; gave up after 5 tries"]]
     as_json = pair.workers.run("failed", "--bucket", pair.source_bucket, "--json")
-    assert as_json.returncode == 0 and [json.loads(line) for line in as_json.stdout.splitlines()] == [lost.to_dict()]
+    assert as_json.returncode == 0
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [lost.to_dict(), slow.to_dict()]
+    assert [json.loads(line)["replayAt"] for line in as_json.stdout.splitlines()] == [0, UPDATED + 301_000]
 
 
 def test_status_of_an_unknown_object_or_version_exits_3_naming_it(pair):

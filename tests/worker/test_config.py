@@ -387,3 +387,16 @@ def test_the_keys_of_backbeats_shipped_config_are_accepted():
     replication["queueProcessor"].update(mpuPartsConcurrency=10, probeServer=[dict(probe, site="zenko")])
     replication["replicationStatusProcessor"].update(logConsumerMetricsIntervalS=60, probeServer=probe)
     assert parse_config(data).record_log.port == 9990
+
+
+def test_replays_default_to_three_doubling_from_a_minute_and_are_refused_out_of_bounds():
+    default = parse_config(VALID).replay
+    assert (default.retries, [default.delay_ms(n) for n in range(3)]) == (3, [60_000, 120_000, 240_000])
+    assert parse_config(with_change(REPLICATION + ".replay", {"retries": 0})).replay.retries == 0
+    assert parse_config(with_change(REPLICATION + ".replay", {"delayS": 3000})).replay.delay_ms(2) == 3_600_000
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change(REPLICATION + ".replay", {"retries": -1}))
+    assert error.value.key == REPLICATION + ".replay.retries"
+    with pytest.raises(ConfigError) as error:
+        parse_config(with_change(REPLICATION + ".replay", {"delaySeconds": 5}))
+    assert "did you mean 'delayS'" in str(error.value)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from crr_worker.entries import StatusEntry
+from crr_worker.entries import FAILED, StatusEntry
 
 HEADER = ("SITE", "BUCKET", "KEY", "VERSION", "STATUS", "TARGET VERSION", "UPDATED", "REASON")
 EMPTY = "-"
@@ -31,7 +31,10 @@ def status_row(status: StatusEntry) -> tuple[str, ...]:
     if status.entry.is_delete_marker:
         version += " (delete marker)"
     reason = " ".join(status.reason.split())
-    return (status.site, status.entry.bucket, status.entry.key.translate(CONTROL_ESCAPES), version, status.status,
+    state = status.status
+    if state == FAILED:
+        state += " (replay %s)" % iso_utc(status.replay_at) if status.replay_at else " (final)"
+    return (status.site, status.entry.bucket, status.entry.key.translate(CONTROL_ESCAPES), version, state,
             status.target_version_id or EMPTY, iso_utc(status.updated_at), reason or EMPTY)
 
 

@@ -82,6 +82,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ReplayPolicy:
+    """Automatic replays of a version FAILED for a reason that may pass (its retry budget spent on retryable
+    errors): at most `retries` times, the n-th (from 0) `delay_s` × 2^n seconds after the failure, at most an hour;
+    as Backbeat's replay topics do. `retries` 0: never (`crr-worker retry` only)."""
+
+    retries: int = 3
+    delay_s: float = 60.0
+
+    def delay_ms(self, replay_count: int) -> int:
+        return int(min(3600.0, self.delay_s * 2 ** replay_count) * 1000)
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     endpoint: str | None
     region: str
@@ -182,6 +195,7 @@ class WorkerConfig:
     queue_processor: QueueProcessorConfig
     api: ApiConfig
     log_level: str
+    replay: ReplayPolicy = ReplayPolicy()
 
     @property
     def cloudserver_source(self) -> bool:
@@ -351,6 +365,7 @@ def _worker_config(root: _Section) -> WorkerConfig:
         status_group_id=status_section.text("groupId", "backbeat-replication-status-group"),
         queue_processor=queue_processor,
         api=_api(root.section("api")),
+        replay=_replay(replication.section("replay")),
         log_level=root.section("log").text("logLevel", "info", choices=("debug", "info", "warning", "error")),
     )
 
@@ -533,6 +548,11 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         canonical_id=section.text("canonicalId"),
         display_name=section.text("displayName"),
     )
+
+
+def _replay(section: _Section) -> ReplayPolicy:
+    return ReplayPolicy(retries=section.integer("retries", ReplayPolicy.retries, 0, 100),
+                        delay_s=section.number("delayS", ReplayPolicy.delay_s, 0.0, 3600.0))
 
 
 def _retry(section: _Section, defaults: RetryPolicy) -> RetryPolicy:

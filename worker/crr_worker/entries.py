@@ -226,6 +226,7 @@ class StatusEntry:
     reason: str = ""
     target_version_id: str = ""
     updated_at: int = field(default_factory=now_ms)
+    replay_at: int = 0  # FAILED for a reason that may pass: when it is re-queued automatically (epoch ms); 0: final
 
     @property
     def ledger_key(self) -> bytes:
@@ -249,6 +250,8 @@ class StatusEntry:
             reason=self.reason,
             updatedAt=self.updated_at,
         )
+        if self.replay_at:
+            envelope["replayAt"] = self.replay_at
         return self.entry.message_key, json.dumps(envelope).encode("utf-8")
 
     @classmethod
@@ -269,6 +272,7 @@ class StatusEntry:
                 reason=envelope.get("reason", ""),
                 target_version_id=backend.get("dataStoreVersionId", ""),
                 updated_at=int(envelope.get("updatedAt") or 0),
+                replay_at=int(envelope.get("replayAt") or 0),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EntryError("not a status entry: %s" % exc) from exc
@@ -286,6 +290,7 @@ class StatusEntry:
             "dataStoreVersionId": self.target_version_id,
             "replayCount": self.entry.replay_count,
             "updatedAt": self.updated_at,
+            "replayAt": self.replay_at,
         }
 
 

@@ -66,6 +66,11 @@ def read_standings(config: WorkerConfig, stop: threading.Event | None = None, ti
     return _read_whole(config, apply_standings, stop, timeout_s)
 
 
+def read_whole(config: WorkerConfig, apply, stop: threading.Event | None = None, timeout_s: float = 120.0) -> dict:
+    """apply(state, records) over the whole ledger, as read_ledger reads it: for a reader keeping its own view."""
+    return _read_whole(config, apply, stop, timeout_s)
+
+
 def _read_whole(config: WorkerConfig, apply, stop: threading.Event | None, timeout_s: float) -> dict:
     """apply(state, records) over the ledger to its end, one poll at a time: the records are never all in memory."""
     reader = LedgerReader(config, stop, timeout_s)

@@ -201,6 +201,12 @@ def render_states(statuses: list[StatusEntry], paused: dict[str, bool], sites: l
     lines = _family("crr_versions", "gauge", "versions in the ledger by site and current status")
     lines += ['crr_versions{site="%s",status="%s"} %d' % (_label(site), state, count)
               for (site, state), count in sorted(counts.items())]
+    waiting: dict[str, int] = dict.fromkeys(sites, 0)
+    for status in statuses:
+        if status.status == FAILED and status.replay_at:
+            waiting[status.site] = waiting.get(status.site, 0) + 1
+    lines += _family("crr_replays_waiting", "gauge", "FAILED versions waiting for their automatic replay")
+    lines += ['crr_replays_waiting{site="%s"} %d' % (_label(site), count) for site, count in sorted(waiting.items())]
     lines += _family("crr_site_paused", "gauge", "1 while the site's processors are paused")
     lines += ['crr_site_paused{site="%s"} %d' % (_label(site), int(paused.get(site, False))) for site in sites]
     lines += _family("crr_ledger_loaded", "gauge", "1 once the API has read the ledger to its end")

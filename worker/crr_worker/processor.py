@@ -29,7 +29,7 @@ from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
 from crr_worker.control import ControlWatch
-from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry
+from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry, now_ms
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
 from crr_worker.outage import SiteHold
@@ -320,7 +320,7 @@ class Processor:
                                         self.site.retry, give_up, on_retry=on_retry,
                                         hold=self.hold, probe=lambda: self.target.probe(entry))
         except ReplicationFailed as exc:
-            return self._failed(entry, exc.reason)
+            return self._failed(entry, exc.reason, exc.transient)
         except Stopped:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug must still end as a visible FAILED, not a silent skip
@@ -330,15 +330,21 @@ class Processor:
         self.counts["bytes"] += written.bytes_copied
         return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
 
-    def _failed(self, entry: ReplicationEntry, reason: str) -> StatusEntry:
+    def _failed(self, entry: ReplicationEntry, reason: str, transient: bool = False) -> StatusEntry:
+        """FAILED with the reason and where; when the reason may pass and replays are left, with the time of the
+        automatic replay (the status processor re-queues it then)."""
+        replay = self.config.replay
+        replay_at = 0
+        if transient and entry.replay_count < replay.retries:
+            replay_at = now_ms() + replay.delay_ms(entry.replay_count)
         try:
             where = "target bucket %s on site %s" % (self.target.destination(entry), self.site.site)
         except ReplicationFailed:
             where = "site %s" % self.site.site
         self.counts["failed"] += 1
         log(LOG, logging.ERROR, "replication failed", site=self.site.site, bucket=entry.bucket, key=entry.key,
-            version_id=entry.version_id, reason=reason)
-        return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where))
+            version_id=entry.version_id, reason=reason, replay_at=replay_at)
+        return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where), replay_at=replay_at)
 
     def _commit(self) -> None:
         offsets = {}

@@ -53,12 +53,14 @@ class Stopped(Exception):
 
 
 class ReplicationFailed(Exception):
-    """A version that cannot be replicated: non-retryable, or the budget is spent. `reason` says why."""
+    """A version that cannot be replicated: non-retryable, or the budget is spent. `reason` says why; `transient`
+    when the last error may pass (the budget was spent on retryable errors), so a later replay may succeed."""
 
-    def __init__(self, reason: str, tries: int = 1):
+    def __init__(self, reason: str, tries: int = 1, transient: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.tries = tries
+        self.transient = transient
 
 
 class RetryableError(Exception):
@@ -162,7 +164,7 @@ def call_with_retries(
             tries += 1
             if tries >= policy.max_retries or clock() + delay >= deadline:
                 reason = "%s; gave up after %d tries" % (describe(exc), tries)
-                raise ReplicationFailed(reason, tries) from exc
+                raise ReplicationFailed(reason, tries, transient=True) from exc
             if on_retry:
                 on_retry(tries, exc, delay)
             if stop.wait(delay):

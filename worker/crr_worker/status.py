@@ -18,6 +18,7 @@ from crr_worker.entries import PENDING, EntryError, Standing, StatusEntry, key_d
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
+from crr_worker.replay import Replays
 from crr_worker.retry import describe, is_retryable
 
 LOG = logging.getLogger("crr_worker.status")
@@ -41,22 +42,27 @@ class StatusProcessor:
         self.stop = stop
         self.sink = sink
         self.standings: dict[bytes, Standing] = {}
+        self.replays = Replays()
+        self.consumer = None
         self.written = 0
 
     def run(self) -> None:
         ensure_topics(self.config)
         producer = make_producer(self.config)
-        consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
+        consumer = self.consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
         wait_for_partitions(consumer, self.config.status_topic, self.stop)
         consumer.subscribe([self.config.status_topic], listener=_Reload(self))
         log(LOG, logging.INFO, "status processor started", group=self.config.status_group_id)
         try:
             while not self.stop.is_set():
+                self._replay_due(producer)
                 batch = consumer.poll(timeout_ms=500)
                 if not batch:
                     continue
                 resolved = [s for messages in batch.values() for m in messages if (s := self._resolve(m.value))]
                 send_all(producer, self.config.ledger_topic, [(s.ledger_key, s.to_kafka()[1]) for s in resolved])
+                for status in resolved:
+                    self.replays.note(status)
                 if self.sink is not None and not self._hand_to_sink([s for s in resolved if s.status != PENDING]):
                     break  # stopping: not committed, so handed again after the restart
                 consumer.commit()
@@ -67,9 +73,25 @@ class StatusProcessor:
                 self.sink.close()
             log(LOG, logging.INFO, "status processor stopped", written=self.written)
 
-    def reload(self) -> None:
-        """Re-read the ledger: after a rebalance, other members may have written what we now own."""
+    def reload(self, assigned=()) -> None:
+        """Re-read the ledger: after a rebalance, other members may have written what we now own; and the replays
+        waiting in the status partitions now ours."""
         self.standings = read_standings(self.config, self.stop)
+        if self.config.replay.retries and self.consumer is not None:
+            partitions = len(self.consumer.partitions_for_topic(self.config.status_topic) or ()) or 1
+            owned = {tp.partition for tp in assigned if tp.topic == self.config.status_topic}
+            self.replays.rebuild(self.config, owned, partitions, self.stop)
+
+    def _replay_due(self, producer: KafkaProducer) -> None:
+        """Re-queue the FAILED versions whose replay is due (crr_worker.replay)."""
+        due = self.replays.due(self.standings)
+        if not due:
+            return
+        requeue(self.config, producer, due)
+        for status in due:
+            log(LOG, logging.INFO, "replaying a FAILED version", site=status.site, bucket=status.entry.bucket,
+                key=status.entry.key, version_id=status.entry.version_id, replay=status.entry.replay_count + 1,
+                reason=status.reason)
 
     def _resolve(self, value: bytes) -> StatusEntry | None:
         """The status to write to the ledger from one status message: None when the ledger holds a newer one."""
@@ -117,7 +139,7 @@ class _Reload(ConsumerRebalanceListener):
         pass  # everything polled was written and committed in the loop
 
     def on_partitions_assigned(self, assigned):
-        self.processor.reload()
+        self.processor.reload(assigned)
 
 
 def requeue(config: WorkerConfig, producer: KafkaProducer, statuses: list[StatusEntry]) -> int:
