@@ -112,3 +112,41 @@ def test_notification_queue_url_reaches_the_worker_config_and_a_rerun_changes_no
     second = run_playbook(_with_worker_config(PLAYBOOK), setup_vars)
     assert _worker_source(second)["notificationQueueUrl"] == first["notificationQueueUrl"]
     assert second.changed_tasks == []
+
+
+def _with_backbeat_host(playbook):
+    """A backbeat host (local connection) added before the playbook, as an inventory with the worker would have."""
+    return [{"name": "Inventory with a backbeat host", "hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "Add a backbeat host", "ansible.builtin.add_host":
+                        {"name": "worker1", "groups": "backbeat", "ansible_connection": "local"},
+                        "changed_when": False}]},
+            {"import_playbook": playbook}]
+
+
+def test_undefined_vault_variables_fail_in_one_message_before_any_change(sandbox, setup_vars):
+    setup_vars["crr_source"]["secret_key"] = "{{ vault_source_secret_key }}"
+    setup_vars["crr_worker_credentials"] = {
+        "source": {"access_key_id": "{{ vault_source_access_key }}", "secret_access_key": "s"},
+        "target": {"access_key_id": "t", "secret_access_key": "{{ vault_target_secret_key }}"}}
+    run = run_playbook(_with_backbeat_host(PLAYBOOK), setup_vars)
+    assert run.rc != 0
+    message = run.result("Every variable the run reads is defined")["msg"]
+    for variable, used_in in (("vault_source_secret_key", "crr_source.secret_key"),
+                              ("vault_source_access_key", "crr_worker_credentials.source.access_key_id"),
+                              ("vault_target_secret_key", "crr_worker_credentials.target.secret_access_key")):
+        assert "%s (in %s on localhost, worker1)" % (variable, used_in) in message
+    assert "vault file" in message and "Nothing was changed" in message
+    assert run.changed_tasks == []
+    assert _state(sandbox, setup_vars) == {"source": False, "target": False, "role": False}
+
+
+def test_a_profile_the_worker_uses_missing_from_its_credentials_fails_before_any_change(sandbox, setup_vars):
+    setup_vars["crr_worker_credentials"] = {"source": {"access_key_id": "key-of-source",
+                                                       "secret_access_key": "secret-of-source"}}
+    run = run_playbook(_with_backbeat_host(PLAYBOOK), setup_vars)
+    assert run.rc != 0
+    failed = run.result("Each backbeat host has the keys of every profile the worker uses")
+    message = failed["results"][0]["msg"]
+    assert "backbeat host worker1" in message and 'profiles ["target"]' in message and "crr_sites" in message
+    assert "of-source" not in run.stdout  # the keys themselves are never shown
+    assert _state(sandbox, setup_vars) == {"source": False, "target": False, "role": False}
