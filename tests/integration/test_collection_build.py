@@ -52,3 +52,22 @@ def test_installed_modules_resolve_by_fqcn(tmp_path):
     for name in modules:
         assert "backbeat.crr.%s" % name in listed
         _run("ansible-doc", "backbeat.crr.%s" % name, env=env)
+
+
+def _listed_tasks(env, playbook):
+    """The plays and tasks ansible-playbook --list-tasks finds in playbook, without its 'playbook:' header."""
+    listed = _run("ansible-playbook", "-i", "localhost,", "--list-tasks", playbook, env=env, cwd=REPO).stdout
+    lines = [line for line in listed.splitlines() if line.strip() and not line.startswith("playbook:")]
+    assert any("Every variable the run reads is defined" in line for line in lines), listed
+    return lines
+
+
+def test_the_installed_playbook_runs_by_its_collection_name(tmp_path):
+    """backbeat.crr.setup_replication is the playbook the documented playbooks/setup-replication.yml runs."""
+    _run("ansible-galaxy", "collection", "build", REPO, "--output-path", str(tmp_path))
+    tarball = glob.glob(str(tmp_path / "backbeat-crr-*.tar.gz"))[0]
+    _run("ansible-galaxy", "collection", "install", tarball, "-p", str(tmp_path / "c"))
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "c")}
+    _run("ansible-playbook", "-i", "localhost,", "--syntax-check", "backbeat.crr.setup_replication", env=env)
+    by_name = _listed_tasks(env, "backbeat.crr.setup_replication")
+    assert by_name == _listed_tasks(env, os.path.join(REPO, "playbooks", "setup-replication.yml"))
