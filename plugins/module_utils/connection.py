@@ -16,6 +16,7 @@ import traceback
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import ModuleFailure
 
 try:
     import boto3
@@ -59,83 +60,81 @@ def connection_argument_spec():
     )
 
 
-def require_boto3(module):
-    """Fail with the install hint when boto3 is missing on the managed host."""
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+def missing_boto3_message():
+    """The install hint for boto3 missing on the managed host."""
+    return missing_required_lib("boto3")
 
 
-def _credentials(module):
+def _credentials(params):
     """(profile, access_key, secret_key, session_token), empty ones None; fails on a contradiction.
 
     Checked here rather than in the argument spec, whose checks would count an option filled from the
     environment as given, and an empty one too: an empty option is amazon.aws' way to set a variable
     of the environment aside.
     """
-    params = module.params
     profile = params.get("profile") or None
     keys = [params.get(name) or None for name in ("access_key", "secret_key", "session_token")]
     if profile and any(keys):
         given = [name for name, value in zip(("access_key", "secret_key", "session_token"), keys) if value]
-        module.fail_json(msg="profile: cannot be used together with %s; give either the profile or the keys, "
-                             "from the options or the environment (AWS_PROFILE; AWS_ACCESS_KEY_ID, "
-                             "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), or set the one to leave out to ''"
-                             % ", ".join(given))
+        raise ModuleFailure("profile: cannot be used together with %s; give either the profile or the keys, "
+                            "from the options or the environment (AWS_PROFILE; AWS_ACCESS_KEY_ID, "
+                            "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), or set the one to leave out to ''"
+                            % ", ".join(given))
     if bool(keys[0]) != bool(keys[1]):
-        module.fail_json(msg="access_key, secret_key: give both (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
-                             "or neither")
+        raise ModuleFailure("access_key, secret_key: give both (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+                            "or neither")
     return [profile] + keys
 
 
-def _session(module):
-    """The boto3 Session of the module's profile or keys, its region set when the options give one."""
-    require_boto3(module)
-    profile, access_key, secret_key, session_token = _credentials(module)
+def _session(params):
+    """The boto3 Session of the options' profile or keys, its region set when the options give one."""
+    if not HAS_BOTO3:
+        raise ModuleFailure(missing_boto3_message(), exception=BOTO3_IMPORT_ERROR)
+    profile, access_key, secret_key, session_token = _credentials(params)
     try:
         return boto3.session.Session(
             profile_name=profile,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             aws_session_token=session_token,
-            region_name=module.params.get("region") or None,
+            region_name=params.get("region") or None,
         )
     except botocore.exceptions.ProfileNotFound as exc:
-        _fail_profile(module, exc)
+        raise _profile_failure(exc) from None
 
 
-def _fail_profile(module, exc):
-    """Fail naming the option for botocore's ProfileNotFound (raised wherever botocore first reads the profile)."""
+def _profile_failure(exc):
+    """The failure naming the option for botocore's ProfileNotFound (raised wherever botocore first reads it)."""
     files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
              os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
-    module.fail_json(msg="profile: the config profile (%s) could not be found in %s or %s; fix the profile option "
+    return ModuleFailure("profile: the config profile (%s) could not be found in %s or %s; fix the profile option "
                          "(or AWS_PROFILE), add the profile to those files, or give access_key and secret_key instead"
                          % ((exc.kwargs.get("profile"),) + files))
 
 
-def region(module):
+def region(params):
     """The region clients sign for and buckets and queues are made in.
 
     The option (or AWS_REGION, then AWS_DEFAULT_REGION, its fallbacks), else the profile's, else us-east-1.
     """
-    if module.params.get("region"):
-        return module.params["region"]
+    if params.get("region"):
+        return params["region"]
     try:
-        return _session(module).region_name or DEFAULT_REGION
+        return _session(params).region_name or DEFAULT_REGION
     except botocore.exceptions.ProfileNotFound as exc:
-        _fail_profile(module, exc)
+        raise _profile_failure(exc) from None
 
 
-def _verify(module):
+def _verify(params):
     """botocore's verify: False, or the CA bundle to verify with, or True for the default CAs."""
-    params = module.params
     if not params.get("validate_certs", True):
         return False
     bundle = params.get("aws_ca_bundle")
     if not bundle:
         return True
     if not os.path.isfile(bundle):
-        module.fail_json(msg="aws_ca_bundle: no file at %s (the option, or AWS_CA_BUNDLE); give the PEM file of "
-                             "the CAs that sign the endpoints' certificates" % bundle)
+        raise ModuleFailure("aws_ca_bundle: no file at %s (the option, or AWS_CA_BUNDLE); give the PEM file of "
+                            "the CAs that sign the endpoints' certificates" % bundle)
     return bundle
 
 
@@ -144,8 +143,8 @@ def _is_aws(url):
     return host.endswith(_AWS_HOST_SUFFIXES)
 
 
-def client(module, service):
-    """A boto3 client for 's3', 'sqs', 'iam' or 'sts' built from the module's connection options.
+def client(params, service):
+    """A boto3 client for 's3', 'sqs', 'iam' or 'sts' built from the connection options params.
 
     SQS is reached on endpoint_url, beside S3 (as moto and S3-compatible stacks serving both do);
     IAM and STS on iam_endpoint_url, else on endpoint_url: the IAM modules (crr_role, crr_policy)
@@ -153,12 +152,11 @@ def client(module, service):
     them to AWS while naming another server. Without either, botocore's own endpoint settings
     (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, the profile's endpoint_url) apply, then AWS.
     """
-    params = module.params
-    session = _session(module)
+    session = _session(params)
     endpoint = params.get("endpoint_url")
     if service in ("iam", "sts"):
         endpoint = params.get("iam_endpoint_url") or endpoint
-    settings = dict(region_name=region(module), endpoint_url=endpoint or None, verify=_verify(module))
+    settings = dict(region_name=region(params), endpoint_url=endpoint or None, verify=_verify(params))
     try:
         made = session.client(service, config=_config(service, path_style=bool(endpoint)), **settings)
         if service == "s3" and not endpoint and not _is_aws(made.meta.endpoint_url):
@@ -166,9 +164,9 @@ def client(module, service):
             made = session.client(service, config=_config(service, path_style=True), **settings)
         return made
     except botocore.exceptions.ProfileNotFound as exc:
-        _fail_profile(module, exc)
+        raise _profile_failure(exc) from None
     except botocore.exceptions.BotoCoreError as exc:
-        module.fail_json(msg="Cannot build the %s client: %s" % (service, exc))
+        raise ModuleFailure("Cannot build the %s client: %s" % (service, exc)) from None
 
 
 def _config(service, path_style):

@@ -1,10 +1,11 @@
 # Copyright: backbeat.crr contributors
 # Apache License 2.0 (see LICENSE)
 
-"""Turn botocore failures into one message naming the call and the entity.
+"""How a module fails: ModuleFailure, and botocore failures as one message naming the call and the entity.
 
 Service errors (ClientError) and endpoint problems (BotoCoreError: connection refused or
-closed, timeouts) both end the module with that message instead of a traceback.
+closed, timeouts) both raise ModuleFailure with that message; CrrModule.run() (modules.py) ends
+the task with it instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ try:
 
     AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 except ImportError:
-    AWS_ERRORS = ()  # connection.require_boto3() reports the missing library
+    AWS_ERRORS = ()  # connection reports the missing library
+
+
+class ModuleFailure(Exception):
+    """The task fails with msg (naming the option or the call, and the fix) and extra result keys."""
+
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
 
 
 # The codes S3 servers answer for a bucket that does not exist (HEAD requests carry only the status).
@@ -33,8 +43,8 @@ def is_not_found(exc, *codes):
     return isinstance(exc, botocore.exceptions.ClientError) and error_code(exc) in codes
 
 
-def call(module, client, name, entity, *, none_for=(), **kwargs):
-    """client.<name>(**kwargs) for any boto3 client; on failure the module fails naming name and entity.
+def call(client, name, entity, *, none_for=(), **kwargs):
+    """client.<name>(**kwargs) for any boto3 client; on failure raises ModuleFailure naming name and entity.
 
     name is the boto3 method (get_role) or the API operation (HeadBucket), and the message says it
     as given. A ClientError whose code is in none_for is an answer, not a failure: the call returns
@@ -45,11 +55,11 @@ def call(module, client, name, entity, *, none_for=(), **kwargs):
     except AWS_ERRORS as exc:
         if is_not_found(exc, *none_for):
             return None
-        fail_aws(module, exc, name, entity)
+        raise aws_failure(exc, name, entity) from None
 
 
-def fail_aws(module, exc, call, entity):
-    """Fail the module: '<call> on <entity> failed: <code>: <message>'.
+def aws_failure(exc, call, entity):
+    """The ModuleFailure of a botocore failure: '<call> on <entity> failed: <code>: <message>'.
 
     Credentials never appear: botocore messages carry codes and resource names only.
     """
@@ -57,11 +67,9 @@ def fail_aws(module, exc, call, entity):
         error = exc.response.get("Error", {})
         detail = "%s: %s" % (error.get("Code", "Unknown"), error.get("Message", ""))
         hint = _HINTS.get(error.get("Code"), "")
-        module.fail_json(
-            msg="%s on %s failed: %s%s" % (call, entity, detail.rstrip(": "), hint),
-            error_code=error.get("Code"),
-        )
-    module.fail_json(msg="%s on %s failed: %s" % (call, entity, exc))
+        return ModuleFailure("%s on %s failed: %s%s" % (call, entity, detail.rstrip(": "), hint),
+                             error_code=error.get("Code"))
+    return ModuleFailure("%s on %s failed: %s" % (call, entity, exc))
 
 
 _HINTS = {

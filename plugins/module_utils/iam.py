@@ -4,7 +4,7 @@
 """IAM calls shared by crr_role and crr_policy, and normalisers of their results.
 
 Every call goes through errors.call() or
-paginate(): a botocore failure ends the module with one message naming the call and the
+paginate(): a botocore failure raises ModuleFailure with one message naming the call and the
 entity. Throttling is already retried with jittered backoff by the client (connection.client,
 botocore standard retry mode).
 """
@@ -15,20 +15,20 @@ import json
 from urllib.parse import unquote
 
 from ansible_collections.backbeat.crr.plugins.module_utils.arn import parse_arn
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, call, fail_aws
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, aws_failure, call
 
 # IAM keeps at most 5 versions of a managed policy.
 MAX_POLICY_VERSIONS = 5
 
 
-def paginate(module, client, method, key, entity, **kwargs):
+def paginate(client, method, key, entity, **kwargs):
     """Every item under key of all pages of client.<method>(**kwargs)."""
     items = []
     try:
         for page in client.get_paginator(method).paginate(**kwargs):
             items.extend(page.get(key, []))
     except AWS_ERRORS as exc:
-        fail_aws(module, exc, method, entity)
+        raise aws_failure(exc, method, entity) from None
     return items
 
 
@@ -47,9 +47,9 @@ def role_entity(name):
     return "role '%s'" % name
 
 
-def get_role(module, client, name):
+def get_role(client, name):
     """The role as returned by GetRole (document decoded), or None when it does not exist."""
-    answer = call(module, client, "get_role", role_entity(name), none_for=("NoSuchEntity",), RoleName=name)
+    answer = call(client, "get_role", role_entity(name), none_for=("NoSuchEntity",), RoleName=name)
     if answer is None:
         return None
     role = answer["Role"]
@@ -57,7 +57,7 @@ def get_role(module, client, name):
     return role
 
 
-def predicted_role_arn(module, sts, path, name):
+def predicted_role_arn(sts, path, name):
     """The ARN a role about to be created will have (check mode), or None when the account is unknown.
 
     Later tasks template it (crr_policy roles, replication Role), so check mode of a whole setup
@@ -88,16 +88,16 @@ def normalize_role(role):
     )
 
 
-def attached_policy_arns(module, client, role_name):
+def attached_policy_arns(client, role_name):
     """ARNs of the managed policies attached to the role."""
-    policies = paginate(module, client, "list_attached_role_policies", "AttachedPolicies",
+    policies = paginate(client, "list_attached_role_policies", "AttachedPolicies",
                         role_entity(role_name), RoleName=role_name)
     return [p["PolicyArn"] for p in policies]
 
 
-def inline_policy_names(module, client, role_name):
+def inline_policy_names(client, role_name):
     """Names of the role's inline policies."""
-    return paginate(module, client, "list_role_policies", "PolicyNames", role_entity(role_name), RoleName=role_name)
+    return paginate(client, "list_role_policies", "PolicyNames", role_entity(role_name), RoleName=role_name)
 
 
 # ---------------------------------------------------------------- managed policies
@@ -107,21 +107,21 @@ def policy_entity(name_or_arn):
     return "policy '%s'" % name_or_arn
 
 
-def find_policy(module, client, name):
+def find_policy(client, name):
     """The customer managed policy of that name (GetPolicy shape), or None.
 
     Names are unique per account whatever the path, and the account id is not known
     without another call, so the policy is found by listing the local ones.
     """
-    for policy in paginate(module, client, "list_policies", "Policies", policy_entity(name), Scope="Local"):
+    for policy in paginate(client, "list_policies", "Policies", policy_entity(name), Scope="Local"):
         if policy["PolicyName"] == name:
-            return call(module, client, "get_policy", policy_entity(policy["Arn"]), PolicyArn=policy["Arn"])["Policy"]
+            return call(client, "get_policy", policy_entity(policy["Arn"]), PolicyArn=policy["Arn"])["Policy"]
     return None
 
 
-def policy_document(module, client, arn, version_id):
+def policy_document(client, arn, version_id):
     """The document of one version of the policy, as a dict."""
-    version = call(module, client, "get_policy_version", policy_entity(arn), PolicyArn=arn, VersionId=version_id)
+    version = call(client, "get_policy_version", policy_entity(arn), PolicyArn=arn, VersionId=version_id)
     return decode_document(version["PolicyVersion"]["Document"])
 
 
@@ -130,9 +130,9 @@ def _version_order(version):
     return (version.get("CreateDate") is None, version.get("CreateDate"), int(number) if number.isdigit() else 0)
 
 
-def policy_versions(module, client, arn):
+def policy_versions(client, arn):
     """The policy's versions, oldest first."""
-    versions = paginate(module, client, "list_policy_versions", "Versions", policy_entity(arn), PolicyArn=arn)
+    versions = paginate(client, "list_policy_versions", "Versions", policy_entity(arn), PolicyArn=arn)
     return sorted(versions, key=_version_order)
 
 
@@ -144,7 +144,7 @@ def oldest_non_default_version(versions):
     return None
 
 
-def policy_entities(module, client, arn):
+def policy_entities(client, arn):
     """Sorted names of what the policy is attached to: {'roles': [...], 'users': [...], 'groups': [...]}."""
     entities = {"roles": [], "users": [], "groups": []}
     try:
@@ -153,5 +153,5 @@ def policy_entities(module, client, arn):
             entities["users"] += [u["UserName"] for u in page.get("PolicyUsers", [])]
             entities["groups"] += [g["GroupName"] for g in page.get("PolicyGroups", [])]
     except AWS_ERRORS as exc:
-        fail_aws(module, exc, "list_entities_for_policy", policy_entity(arn))
+        raise aws_failure(exc, "list_entities_for_policy", policy_entity(arn)) from None
     return {kind: sorted(set(names)) for kind, names in entities.items()}

@@ -119,34 +119,26 @@ queue_configuration:
     Events: ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import notification  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.arn import parse_arn  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
-    client,
-    connection_argument_spec,
-)
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import AWS_ERRORS, BUCKET_NOT_FOUND, call  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.modules import CrrModule, ModuleFailure  # noqa: E402
 
 # GetQueueUrl's answer for a missing queue: the query-protocol code, and the JSON-protocol one.
 QUEUE_NOT_FOUND = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
 
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        bucket=dict(type="str", required=True),
-        queue=dict(type="str", required=True),
-        events=dict(type="list", elements="str", default=list(notification.DEFAULT_EVENTS)),
-        id=dict(type="str", default=notification.DEFAULT_ID),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    return spec
+ARGUMENT_SPEC = dict(
+    bucket=dict(type="str", required=True),
+    queue=dict(type="str", required=True),
+    events=dict(type="list", elements="str", default=list(notification.DEFAULT_EVENTS)),
+    id=dict(type="str", default=notification.DEFAULT_ID),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
 
 
-def validated_params(module):
-    """bucket, queue, events and id checked before any call (fails the module naming the option)."""
-    params = module.params
+def validated_params(params):
+    """bucket, queue, events and id checked before any call (raises ModuleFailure naming the option)."""
     try:
         return dict(
             bucket=notification.validate_bucket(params["bucket"]),
@@ -155,15 +147,15 @@ def validated_params(module):
             id=notification.validate_id(params["id"]),
         )
     except notification.NotificationError as exc:
-        module.fail_json(msg=str(exc))
+        raise ModuleFailure(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------- queue
 
 
-def find_queue(module, sqs, name):
+def find_queue(sqs, name):
     """The queue's URL, or None when it does not exist."""
-    answer = call(module, sqs, "GetQueueUrl", name, none_for=QUEUE_NOT_FOUND, QueueName=name)
+    answer = call(sqs, "GetQueueUrl", name, none_for=QUEUE_NOT_FOUND, QueueName=name)
     return None if answer is None else answer["QueueUrl"]
 
 
@@ -171,7 +163,7 @@ def create_queue(module, sqs, name):
     """The URL of the new queue; None in check mode, where nothing is created."""
     if module.check_mode:
         return None
-    return call(module, sqs, "CreateQueue", name, QueueName=name)["QueueUrl"]
+    return call(sqs, "CreateQueue", name, QueueName=name)["QueueUrl"]
 
 
 def predicted_queue_arn(sts, sqs, name):
@@ -188,20 +180,20 @@ def predicted_queue_arn(sts, sqs, name):
     return "arn:%s:sqs:%s:%s:%s" % (caller["partition"], sqs.meta.region_name, caller["account_id"], name)
 
 
-def queue_attributes(module, sqs, name, url):
+def queue_attributes(sqs, name, url):
     """(ARN, policy document or None) of the queue."""
-    attributes = call(module, sqs, "GetQueueAttributes", name, QueueUrl=url,
+    attributes = call(sqs, "GetQueueAttributes", name, QueueUrl=url,
                       AttributeNames=["QueueArn", "Policy"]).get("Attributes", {})
     try:
         return attributes["QueueArn"], notification.load_queue_policy(attributes.get("Policy"))
     except notification.NotificationError as exc:
-        module.fail_json(msg="queue %s: %s" % (name, exc))
+        raise ModuleFailure("queue %s: %s" % (name, exc)) from None
 
 
 def set_policy(module, sqs, name, url, document):
     """Write the queue's policy (None removes it); nothing in check mode."""
     if not module.check_mode:
-        call(module, sqs, "SetQueueAttributes", name, QueueUrl=url,
+        call(sqs, "SetQueueAttributes", name, QueueUrl=url,
              Attributes={"Policy": notification.policy_attribute(document)})
 
 
@@ -225,9 +217,9 @@ def disallow_bucket(module, sqs, name, url, policy, bucket):
 # ----------------------------------------------------------------------------------------------- bucket
 
 
-def get_notifications(module, s3, bucket):
+def get_notifications(s3, bucket):
     """The bucket's NotificationConfiguration, or None when the bucket does not exist."""
-    answer = call(module, s3, "GetBucketNotificationConfiguration", bucket, none_for=BUCKET_NOT_FOUND, Bucket=bucket)
+    answer = call(s3, "GetBucketNotificationConfiguration", bucket, none_for=BUCKET_NOT_FOUND, Bucket=bucket)
     if answer is not None:
         answer.pop("ResponseMetadata", None)
     return answer
@@ -235,7 +227,7 @@ def get_notifications(module, s3, bucket):
 
 def put_notifications(module, s3, bucket, configuration):
     if not module.check_mode:
-        call(module, s3, "PutBucketNotificationConfiguration", bucket, Bucket=bucket,
+        call(s3, "PutBucketNotificationConfiguration", bucket, Bucket=bucket,
              NotificationConfiguration=configuration)
 
 
@@ -245,22 +237,22 @@ def put_notifications(module, s3, bucket, configuration):
 def ensure_present(module, s3, sqs, options):
     """(changed, queue_url, queue_arn, before, after) with queue, policy statement and queue configuration in place."""
     bucket, name = options["bucket"], options["queue"]
-    current = get_notifications(module, s3, bucket)
+    current = get_notifications(s3, bucket)
     if current is None and not module.check_mode:
-        module.fail_json(msg="bucket %s does not exist; create it first (backbeat.crr.crr_bucket_replication)" % bucket)
+        raise ModuleFailure("bucket %s does not exist; create it first (backbeat.crr.crr_bucket_replication)" % bucket)
     before = notification.find_queue_configuration(current, options["id"])
 
     changed = False
-    url = find_queue(module, sqs, name)
+    url = find_queue(sqs, name)
     if url is None:
         url = create_queue(module, sqs, name)
         changed = True
     if url is None:  # check mode, queue still to create: it would get the statement, the bucket the configuration
-        queue_arn = predicted_queue_arn(client(module, "sts"), sqs, name)
+        queue_arn = predicted_queue_arn(module.client("sts"), sqs, name)
         desired = notification.queue_configuration(options["id"], queue_arn, options["events"])
         return True, "", queue_arn or "", before, desired
 
-    queue_arn, policy = queue_attributes(module, sqs, name, url)
+    queue_arn, policy = queue_attributes(sqs, name, url)
     changed |= allow_bucket(module, sqs, name, url, queue_arn, policy, bucket)
     desired = notification.queue_configuration(options["id"], queue_arn, options["events"])
     configuration, differs = notification.with_queue_configuration(current, desired)
@@ -273,40 +265,39 @@ def ensure_absent(module, s3, sqs, options):
     """(changed, queue_url, queue_arn, before, None) with the queue configuration and the statement removed."""
     bucket, name = options["bucket"], options["queue"]
     changed = False
-    current = get_notifications(module, s3, bucket)
+    current = get_notifications(s3, bucket)
     before = notification.find_queue_configuration(current, options["id"])
     if current is not None:
         configuration, changed = notification.without_queue_configuration(current, options["id"])
         if changed:
             put_notifications(module, s3, bucket, configuration)
 
-    url = find_queue(module, sqs, name)
+    url = find_queue(sqs, name)
     if url is None:
         return changed, "", "", before, None
-    queue_arn, policy = queue_attributes(module, sqs, name, url)
+    queue_arn, policy = queue_attributes(sqs, name, url)
     changed |= disallow_bucket(module, sqs, name, url, policy, bucket)
     return changed, url, queue_arn, before, None
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-    )
-    options = validated_params(module)
-    s3 = client(module, "s3")
-    sqs = client(module, "sqs")
-
+def apply(module):
+    """The bucket's queue configuration and the queue as the options say; returns the module's result."""
+    options = validated_params(module.params)
+    s3 = module.client("s3")
+    sqs = module.client("sqs")
     if module.params["state"] == "present":
         changed, url, queue_arn, before, after = ensure_present(module, s3, sqs, options)
     else:
         changed, url, queue_arn, before, after = ensure_absent(module, s3, sqs, options)
-
     after = notification.normalize_queue_configuration(after)
     result = dict(changed=changed, queue_url=url, queue_arn=queue_arn, queue_configuration=after)
-    if module._diff:
+    if module.diff:
         result["diff"] = {"before": notification.normalize_queue_configuration(before) or {}, "after": after or {}}
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    CrrModule(ARGUMENT_SPEC).run(apply)
 
 
 if __name__ == "__main__":

@@ -207,15 +207,10 @@ replication_configuration:
         storage_class: zenko
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import replication  # noqa: E402
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (  # noqa: E402
-    client,
-    connection_argument_spec,
-    region,
-)
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import BUCKET_NOT_FOUND, call  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.json_file import JsonFileError, load  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.modules import CrrModule, ModuleFailure  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.site_config import SiteConfigError, site_types  # noqa: E402
 
 # Error codes S3 servers answer for a bucket without replication configuration.
@@ -233,20 +228,17 @@ RULE_OPTIONS = dict(
 )
 
 
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        bucket=dict(type="str", required=True),
-        location=dict(type="str"),
-        create_bucket=dict(type="bool", default=True),
-        role=dict(type="list", elements="str"),
-        rules=dict(type="list", elements="dict", options=RULE_OPTIONS),
-        schema=dict(type="str", choices=["cloudserver", "aws"], default="cloudserver"),
-        site_type=dict(type="str", choices=["scality", "aws_s3"]),
-        cloudserver_config=dict(type="path"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    return spec
+ARGUMENT_SPEC = dict(
+    bucket=dict(type="str", required=True),
+    location=dict(type="str"),
+    create_bucket=dict(type="bool", default=True),
+    role=dict(type="list", elements="str"),
+    rules=dict(type="list", elements="dict", options=RULE_OPTIONS),
+    schema=dict(type="str", choices=["cloudserver", "aws"], default="cloudserver"),
+    site_type=dict(type="str", choices=["scality", "aws_s3"]),
+    cloudserver_config=dict(type="path"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
 
 
 # ------------------------------------------------------------------------------------------ input
@@ -265,9 +257,8 @@ def task_rules(params):
     return rules
 
 
-def known_site_types(module, rules):
+def known_site_types(params, rules):
     """{site: type} for the role check: from site_type, else from CloudServer's config.json, else empty."""
-    params = module.params
     if params["site_type"]:
         sites = {site for rule in rules for site in (rule.get("storage_class") or "").split(",") if site}
         return {site: params["site_type"] for site in sites | {""}}
@@ -275,43 +266,42 @@ def known_site_types(module, rules):
         try:
             return site_types(load(params["cloudserver_config"])[0])
         except (JsonFileError, SiteConfigError) as exc:
-            module.fail_json(msg="cloudserver_config: %s" % exc)
+            raise ModuleFailure("cloudserver_config: %s" % exc) from None
     return {}
 
 
-def desired_configuration(module):
-    """The validated ReplicationConfiguration to put (fails the module on invalid input)."""
-    params = module.params
+def desired_configuration(params):
+    """The validated ReplicationConfiguration to put (raises ModuleFailure on invalid input)."""
     rules = task_rules(params)
     try:
-        replication.validate(params["role"], rules, params["schema"], known_site_types(module, rules))
+        replication.validate(params["role"], rules, params["schema"], known_site_types(params, rules))
     except replication.ReplicationConfigError as exc:
-        module.fail_json(msg=str(exc))
+        raise ModuleFailure(str(exc)) from None
     return replication.build(params["role"], rules)
 
 
 # ---------------------------------------------------------------------------------------- bucket
 
 
-def bucket_exists(module, s3, bucket):
+def bucket_exists(s3, bucket):
     """True when HeadBucket answers; a not-found code makes call() return None instead."""
-    return call(module, s3, "HeadBucket", bucket, none_for=BUCKET_NOT_FOUND, Bucket=bucket) is not None
+    return call(s3, "HeadBucket", bucket, none_for=BUCKET_NOT_FOUND, Bucket=bucket) is not None
 
 
 def create_bucket(module, s3, bucket):
     """Create the bucket (in params.location or the connection's region); returns changed."""
     if module.check_mode:
         return True
-    location = module.params["location"] or region(module)
+    location = module.params["location"] or module.region()
     kwargs = {"Bucket": bucket}
     if location and location != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": location}
-    call(module, s3, "CreateBucket", bucket, none_for=("BucketAlreadyOwnedByYou",), **kwargs)
+    call(s3, "CreateBucket", bucket, none_for=("BucketAlreadyOwnedByYou",), **kwargs)
     return True
 
 
-def get_versioning(module, s3, bucket):
-    return call(module, s3, "GetBucketVersioning", bucket, Bucket=bucket).get("Status")
+def get_versioning(s3, bucket):
+    return call(s3, "GetBucketVersioning", bucket, Bucket=bucket).get("Status")
 
 
 def enable_versioning(module, s3, bucket, current):
@@ -320,19 +310,19 @@ def enable_versioning(module, s3, bucket, current):
         return False
     if module.check_mode:
         return True
-    call(module, s3, "PutBucketVersioning", bucket, Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    if get_versioning(module, s3, bucket) != "Enabled":
-        module.fail_json(msg="bucket %s cannot be versioned: versioning is still not Enabled after "
-                             "PutBucketVersioning; replication needs a versioned bucket" % bucket)
+    call(s3, "PutBucketVersioning", bucket, Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if get_versioning(s3, bucket) != "Enabled":
+        raise ModuleFailure("bucket %s cannot be versioned: versioning is still not Enabled after "
+                            "PutBucketVersioning; replication needs a versioned bucket" % bucket)
     return True
 
 
 # ----------------------------------------------------------------------------------- replication
 
 
-def get_replication(module, s3, bucket):
+def get_replication(s3, bucket):
     """The bucket's ReplicationConfiguration, or None when it has none."""
-    answer = call(module, s3, "GetBucketReplication", bucket, none_for=REPLICATION_NOT_FOUND, Bucket=bucket)
+    answer = call(s3, "GetBucketReplication", bucket, none_for=REPLICATION_NOT_FOUND, Bucket=bucket)
     return None if answer is None else answer["ReplicationConfiguration"]
 
 
@@ -342,7 +332,7 @@ def put_replication(module, s3, bucket, desired, current):
         return False
     if module.check_mode:
         return True
-    call(module, s3, "PutBucketReplication", bucket, Bucket=bucket, ReplicationConfiguration=desired)
+    call(s3, "PutBucketReplication", bucket, Bucket=bucket, ReplicationConfiguration=desired)
     return True
 
 
@@ -352,7 +342,7 @@ def delete_replication(module, s3, bucket, current):
         return False
     if module.check_mode:
         return True
-    call(module, s3, "DeleteBucketReplication", bucket, Bucket=bucket)
+    call(s3, "DeleteBucketReplication", bucket, Bucket=bucket)
     return True
 
 
@@ -367,14 +357,14 @@ def bucket_state(versioning, configuration):
 def ensure_present(module, s3, bucket, desired, manages_replication):
     """(changed, before, after): the bucket's states (None when it does not exist) with versioning Enabled
     and, when managed, the configuration in place."""
-    exists = bucket_exists(module, s3, bucket)
+    exists = bucket_exists(s3, bucket)
     if not exists:
         if not module.params["create_bucket"]:
-            module.fail_json(msg="bucket %s does not exist; create it or set create_bucket: true" % bucket)
+            raise ModuleFailure("bucket %s does not exist; create it or set create_bucket: true" % bucket)
         create_bucket(module, s3, bucket)
-    versioning = get_versioning(module, s3, bucket) if exists or not module.check_mode else None
+    versioning = get_versioning(s3, bucket) if exists or not module.check_mode else None
     changed = enable_versioning(module, s3, bucket, versioning) or not exists
-    current = get_replication(module, s3, bucket) if exists else None
+    current = get_replication(s3, bucket) if exists else None
     before = bucket_state(versioning, current) if exists else None
     if manages_replication and put_replication(module, s3, bucket, desired, current):
         return True, before, bucket_state("Enabled", desired)
@@ -383,11 +373,11 @@ def ensure_present(module, s3, bucket, desired, manages_replication):
 
 def ensure_absent(module, s3, bucket):
     """(changed, before, after) with the configuration removed; bucket and versioning stay."""
-    if not bucket_exists(module, s3, bucket):
+    if not bucket_exists(s3, bucket):
         return False, None, None
-    current = get_replication(module, s3, bucket)
+    current = get_replication(s3, bucket)
     changed = delete_replication(module, s3, bucket, current)
-    versioning = get_versioning(module, s3, bucket)
+    versioning = get_versioning(s3, bucket)
     return changed, bucket_state(versioning, current), bucket_state(versioning, None)
 
 
@@ -399,27 +389,26 @@ def diff_view(bucket, state):
     return dict(bucket=bucket, versioning=state["versioning"], **configuration)
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        required_together=[["role", "rules"]],
-        supports_check_mode=True,
-    )
-    bucket = module.params["bucket"]
-    manages_replication = module.params["state"] == "absent" or module.params["rules"] is not None
-    desired = desired_configuration(module) if module.params["state"] == "present" and manages_replication else None
-    s3 = client(module, "s3")
-
-    if module.params["state"] == "present":
+def apply(module):
+    """The bucket, its versioning and replication configuration as the options say; returns the module's result."""
+    params = module.params
+    bucket = params["bucket"]
+    manages_replication = params["state"] == "absent" or params["rules"] is not None
+    desired = desired_configuration(params) if params["state"] == "present" and manages_replication else None
+    s3 = module.client("s3")
+    if params["state"] == "present":
         changed, before, after = ensure_present(module, s3, bucket, desired, manages_replication)
     else:
         changed, before, after = ensure_absent(module, s3, bucket)
-
     result = dict(changed=changed, bucket=bucket, versioning=(after or {}).get("versioning"),
                   replication_configuration=replication.normalize((after or {}).get("configuration")))
-    if module._diff:
+    if module.diff:
         result["diff"] = {"before": diff_view(bucket, before), "after": diff_view(bucket, after)}
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    CrrModule(ARGUMENT_SPEC, required_together=[["role", "rules"]]).run(apply)
 
 
 if __name__ == "__main__":

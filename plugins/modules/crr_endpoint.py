@@ -197,8 +197,8 @@ backup_files:
   sample: {"/etc/scality/cloudserver/config.json": "/etc/scality/cloudserver/config.json.1234.2026-11-21@09:15:00~"}
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils import json_file  # noqa: E402
+from ansible_collections.backbeat.crr.plugins.module_utils.modules import CrrModule, ModuleFailure  # noqa: E402
 from ansible_collections.backbeat.crr.plugins.module_utils.site_config import (  # noqa: E402
     Site,
     SiteConfigError,
@@ -217,32 +217,31 @@ EDITORS = {
 }
 
 
-def argument_spec():
-    return dict(
-        name=dict(type="str", required=True),
-        type=dict(type="str", choices=["scality", "aws_s3"]),
-        servers=dict(type="list", elements="str", default=[]),
-        default=dict(type="bool", default=False),
-        aws_endpoint=dict(type="str"),
-        bucket=dict(type="str"),
-        region=dict(type="str"),
-        bucket_match=dict(type="bool", default=False),
-        credentials_profile=dict(type="str"),
-        access_key=dict(type="str", no_log=True),
-        secret_key=dict(type="str", no_log=True),
-        server_side_encryption=dict(type="bool", default=False),
-        https=dict(type="bool", default=True),
-        path_style=dict(type="bool", default=False),
-        supports_versioning=dict(type="bool", default=True),
-        legacy_aws_behavior=dict(type="bool", default=False),
-        canonical_id=dict(type="str"),
-        display_name=dict(type="str"),
-        cloudserver_config=dict(type="path"),
-        location_config=dict(type="path"),
-        worker_config=dict(type="path"),
-        backup=dict(type="bool", default=False),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    type=dict(type="str", choices=["scality", "aws_s3"]),
+    servers=dict(type="list", elements="str", default=[]),
+    default=dict(type="bool", default=False),
+    aws_endpoint=dict(type="str"),
+    bucket=dict(type="str"),
+    region=dict(type="str"),
+    bucket_match=dict(type="bool", default=False),
+    credentials_profile=dict(type="str"),
+    access_key=dict(type="str", no_log=True),
+    secret_key=dict(type="str", no_log=True),
+    server_side_encryption=dict(type="bool", default=False),
+    https=dict(type="bool", default=True),
+    path_style=dict(type="bool", default=False),
+    supports_versioning=dict(type="bool", default=True),
+    legacy_aws_behavior=dict(type="bool", default=False),
+    canonical_id=dict(type="str"),
+    display_name=dict(type="str"),
+    cloudserver_config=dict(type="path"),
+    location_config=dict(type="path"),
+    worker_config=dict(type="path"),
+    backup=dict(type="bool", default=False),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
 
 
 def site_from_params(params):
@@ -278,15 +277,21 @@ def file_diff(plan):
     }
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        required_if=[("state", "present", ["type"])],
-        required_one_of=[["cloudserver_config", "location_config", "worker_config"]],
-        mutually_exclusive=[["credentials_profile", "access_key"], ["credentials_profile", "secret_key"]],
-        required_together=[["access_key", "secret_key"]],
-        supports_check_mode=True,
-    )
+def write_files(module, plans, result):
+    """Write the changed files (unless check mode); {path: backup path} of the backups made."""
+    backups = {}
+    for plan in plans:
+        try:
+            backup_path = write_file(module, plan, module.params["backup"])
+        except OSError as exc:
+            raise ModuleFailure("cannot write %s: %s" % (plan[0], exc), **result) from None
+        if backup_path:
+            backups[plan[0]] = backup_path
+    return backups
+
+
+def apply(module):
+    """The site in every file given, as the options say; returns the module's result."""
     params = module.params
     site = site_from_params(params)
     state = params["state"]
@@ -297,23 +302,27 @@ def main():
         validate_site(site, state, needs_aws_details=bool(params["location_config"] or params["worker_config"]))
         plans = [plan_file(option, params[option], site, state) for option in options]
     except (SiteConfigError, json_file.JsonFileError) as exc:
-        module.fail_json(msg=str(exc))
+        raise ModuleFailure(str(exc)) from None
 
     changed_plans = [plan for plan in plans if plan[2] is not None]
     result = dict(changed=bool(changed_plans), name=site.name, files=[plan[0] for plan in changed_plans])
-    backups = {}
-    for plan in changed_plans:
-        try:
-            backup_path = write_file(module, plan, params["backup"])
-        except OSError as exc:
-            module.fail_json(msg="cannot write %s: %s" % (plan[0], exc), **result)
-        if backup_path:
-            backups[plan[0]] = backup_path
+    backups = write_files(module, changed_plans, result)
     if backups:
         result["backup_files"] = backups
-    if module._diff:
+    if module.diff:
         result["diff"] = [file_diff(plan) for plan in changed_plans]
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    CrrModule(
+        ARGUMENT_SPEC,
+        connects=False,
+        required_if=[("state", "present", ["type"])],
+        required_one_of=[["cloudserver_config", "location_config", "worker_config"]],
+        mutually_exclusive=[["credentials_profile", "access_key"], ["credentials_profile", "secret_key"]],
+        required_together=[["access_key", "secret_key"]],
+    ).run(apply)
 
 
 if __name__ == "__main__":

@@ -145,12 +145,7 @@ attached_roles:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.backbeat.crr.plugins.module_utils.arn import is_role_arn
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
-    client,
-    connection_argument_spec,
-)
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import call
 from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     MAX_POLICY_VERSIONS,
@@ -162,6 +157,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     policy_versions,
     role_entity,
 )
+from ansible_collections.backbeat.crr.plugins.module_utils.modules import CrrModule, ModuleFailure
 from ansible_collections.backbeat.crr.plugins.module_utils.policy import (
     PolicyError,
     load_document,
@@ -218,35 +214,35 @@ def validate_params(params):
     return desired_document(params), roles
 
 
-def create_policy(module, iam, check_mode, params, document):
+def create_policy(iam, check_mode, params, document):
     """Create the policy; returns it in GetPolicy shape (a prediction without ids in check mode)."""
     if check_mode:
         return dict(PolicyName=params["name"], Arn=None, PolicyId=None, DefaultVersionId=None)
     kwargs = dict(PolicyName=params["name"], Path=params["path"], PolicyDocument=json.dumps(document))
     if params["description"] is not None:
         kwargs["Description"] = params["description"]
-    return call(module, iam, "create_policy", policy_entity(params["name"]), **kwargs)["Policy"]
+    return call(iam, "create_policy", policy_entity(params["name"]), **kwargs)["Policy"]
 
 
-def prune_versions(module, iam, check_mode, arn):
+def prune_versions(iam, check_mode, arn):
     """Delete the oldest non-default version when IAM's version limit is reached; returns changed."""
-    versions = policy_versions(module, iam, arn)
+    versions = policy_versions(iam, arn)
     if len(versions) < MAX_POLICY_VERSIONS:
         return False
     oldest = oldest_non_default_version(versions)
     if not check_mode:
-        call(module, iam, "delete_policy_version", "%s version %s" % (policy_entity(arn), oldest),
+        call(iam, "delete_policy_version", "%s version %s" % (policy_entity(arn), oldest),
              PolicyArn=arn, VersionId=oldest)
     return True
 
 
-def update_document(module, iam, check_mode, policy, current, document):
+def update_document(iam, check_mode, policy, current, document):
     """Make document the default version when it differs for IAM; returns changed."""
     if not policies_differ(current, document):
         return False
-    prune_versions(module, iam, check_mode, policy["Arn"])
+    prune_versions(iam, check_mode, policy["Arn"])
     if not check_mode:
-        version = call(module, iam, "create_policy_version", policy_entity(policy["Arn"]),
+        version = call(iam, "create_policy_version", policy_entity(policy["Arn"]),
                        PolicyArn=policy["Arn"], PolicyDocument=json.dumps(document), SetAsDefault=True)
         policy["DefaultVersionId"] = version["PolicyVersion"]["VersionId"]
     else:
@@ -254,74 +250,74 @@ def update_document(module, iam, check_mode, policy, current, document):
     return True
 
 
-def attach_roles(module, iam, check_mode, arn, current, wanted):
+def attach_roles(iam, check_mode, arn, current, wanted):
     """Attach the policy to the wanted roles not yet attached; returns the roles attached now."""
     missing = [r for r in wanted if r not in current]
     if not check_mode:
         for role in missing:
-            call(module, iam, "attach_role_policy", "%s and %s" % (role_entity(role), policy_entity(arn or "")),
+            call(iam, "attach_role_policy", "%s and %s" % (role_entity(role), policy_entity(arn or "")),
                  RoleName=role, PolicyArn=arn)
     return missing
 
 
-def detach_roles(module, iam, check_mode, arn, roles):
+def detach_roles(iam, check_mode, arn, roles):
     """Detach the policy from these roles; returns them."""
     if not check_mode:
         for role in roles:
-            call(module, iam, "detach_role_policy", "%s and %s" % (role_entity(role), policy_entity(arn)),
+            call(iam, "detach_role_policy", "%s and %s" % (role_entity(role), policy_entity(arn)),
                  RoleName=role, PolicyArn=arn)
     return list(roles)
 
 
-def update_attachments(module, iam, check_mode, arn, current, wanted, purge):
+def update_attachments(iam, check_mode, arn, current, wanted, purge):
     """Attach to wanted roles, and with purge detach from the others; returns (changed, attached roles)."""
     if wanted is None:
         return False, current
-    attached = attach_roles(module, iam, check_mode, arn, current, wanted)
-    detached = detach_roles(module, iam, check_mode, arn, [r for r in current if r not in wanted]) if purge else []
+    attached = attach_roles(iam, check_mode, arn, current, wanted)
+    detached = detach_roles(iam, check_mode, arn, [r for r in current if r not in wanted]) if purge else []
     roles = sorted((set(current) | set(attached)) - set(detached))
     return bool(attached or detached), roles
 
 
-def detach_everywhere(module, iam, check_mode, arn, entities):
+def detach_everywhere(iam, check_mode, arn, entities):
     """Detach the policy from every role, user and group (IAM refuses to delete it otherwise); returns changed."""
     if not check_mode:
         for kind, method, key in (("roles", "detach_role_policy", "RoleName"),
                                   ("users", "detach_user_policy", "UserName"),
                                   ("groups", "detach_group_policy", "GroupName")):
             for name in entities[kind]:
-                call(module, iam, method, "%s '%s' and %s" % (kind[:-1], name, policy_entity(arn)),
+                call(iam, method, "%s '%s' and %s" % (kind[:-1], name, policy_entity(arn)),
                      PolicyArn=arn, **{key: name})
     return any(entities.values())
 
 
-def delete_policy(module, iam, check_mode, arn):
+def delete_policy(iam, check_mode, arn):
     """Delete the non-default versions then the policy; returns changed."""
     if not check_mode:
-        for version in policy_versions(module, iam, arn):
+        for version in policy_versions(iam, arn):
             if not version.get("IsDefaultVersion"):
-                call(module, iam, "delete_policy_version", "%s version %s" % (policy_entity(arn), version["VersionId"]),
+                call(iam, "delete_policy_version", "%s version %s" % (policy_entity(arn), version["VersionId"]),
                      PolicyArn=arn, VersionId=version["VersionId"])
-        call(module, iam, "delete_policy", policy_entity(arn), PolicyArn=arn)
+        call(iam, "delete_policy", policy_entity(arn), PolicyArn=arn)
     return True
 
 
 def ensure_present(module, iam, params, document, roles):
     """Create or update the policy and its attachments; returns (changed, before, after)."""
-    policy = find_policy(module, iam, params["name"])
+    policy = find_policy(iam, params["name"])
     if policy is None:
         before = None
-        policy = create_policy(module, iam, module.check_mode, params, document)
+        policy = create_policy(iam, module.check_mode, params, document)
         changed, current_roles = True, []
     else:
         check_immutable(module, policy, params)
-        current = policy_document(module, iam, policy["Arn"], policy["DefaultVersionId"])
-        current_roles = policy_entities(module, iam, policy["Arn"])["roles"]
+        current = policy_document(iam, policy["Arn"], policy["DefaultVersionId"])
+        current_roles = policy_entities(iam, policy["Arn"])["roles"]
         before = dict(policy=dict(policy), document=current, attached_roles=current_roles)
-        changed = update_document(module, iam, module.check_mode, policy, current, document)
+        changed = update_document(iam, module.check_mode, policy, current, document)
         if not changed:
             document = current  # equivalent for IAM: report what IAM holds
-    attached_changed, attached = update_attachments(module, iam, module.check_mode, policy["Arn"], current_roles,
+    attached_changed, attached = update_attachments(iam, module.check_mode, policy["Arn"], current_roles,
                                                     roles, params["purge_roles"])
     after = dict(policy=policy, document=document, attached_roles=attached)
     return changed or attached_changed, before, after
@@ -330,9 +326,9 @@ def ensure_present(module, iam, params, document, roles):
 def check_immutable(module, policy, params):
     """IAM cannot move a policy to another path: fail rather than silently keep the old one."""
     if policy.get("Path", "/") != params["path"]:
-        module.fail_json(
-            msg="path: policy '%s' exists with path %s and IAM cannot change it; set path: %s or delete the policy "
-                "(state: absent) first" % (params["name"], policy["Path"], policy["Path"])
+        raise ModuleFailure(
+            "path: policy '%s' exists with path %s and IAM cannot change it; set path: %s or delete the policy "
+            "(state: absent) first" % (params["name"], policy["Path"], policy["Path"])
         )
     if params["description"] is not None and params["description"] != policy.get("Description", ""):
         module.warn("description: IAM cannot change the description of the existing policy '%s'; "
@@ -341,15 +337,15 @@ def check_immutable(module, policy, params):
 
 def ensure_absent(module, iam, params):
     """Detach the policy everywhere and delete it; returns (changed, before, None)."""
-    policy = find_policy(module, iam, params["name"])
+    policy = find_policy(iam, params["name"])
     if policy is None:
         return False, None, None
     arn = policy["Arn"]
-    entities = policy_entities(module, iam, arn)
-    before = dict(policy=policy, document=policy_document(module, iam, arn, policy["DefaultVersionId"]),
+    entities = policy_entities(iam, arn)
+    before = dict(policy=policy, document=policy_document(iam, arn, policy["DefaultVersionId"]),
                   attached_roles=entities["roles"])
-    detach_everywhere(module, iam, module.check_mode, arn, entities)
-    delete_policy(module, iam, module.check_mode, arn)
+    detach_everywhere(iam, module.check_mode, arn, entities)
+    delete_policy(iam, module.check_mode, arn)
     return True, before, None
 
 
@@ -372,40 +368,40 @@ def diff_view(state):
     return dict(document=state["document"], attached_roles=state["attached_roles"])
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        name=dict(type="str", required=True),
-        path=dict(type="str", default="/"),
-        description=dict(type="str"),
-        document=dict(type="json"),
-        source_bucket=dict(type="str"),
-        target_bucket=dict(type="str"),
-        target_type=dict(type="str", choices=["scality", "aws_s3"]),
-        roles=dict(type="list", elements="str"),
-        purge_roles=dict(type="bool", default=False),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    path=dict(type="str", default="/"),
+    description=dict(type="str"),
+    document=dict(type="json"),
+    source_bucket=dict(type="str"),
+    target_bucket=dict(type="str"),
+    target_type=dict(type="str", choices=["scality", "aws_s3"]),
+    roles=dict(type="list", elements="str"),
+    purge_roles=dict(type="bool", default=False),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
+def apply(module):
+    """The policy made and attached as the options say; returns the module's result."""
     params = module.params
     try:
         document, roles = validate_params(params)
     except PolicyError as exc:
-        module.fail_json(msg=str(exc))
-
-    iam = client(module, "iam")
+        raise ModuleFailure(str(exc)) from None
+    iam = module.client("iam")
     if params["state"] == "present":
         changed, before, after = ensure_present(module, iam, params, document, roles)
     else:
         changed, before, after = ensure_absent(module, iam, params)
-
     result = dict(changed=changed, **result_of(after))
-    if module._diff:
+    if module.diff:
         result["diff"] = dict(before=diff_view(before), after=diff_view(after))
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    CrrModule(ARGUMENT_SPEC).run(apply)
 
 
 if __name__ == "__main__":

@@ -121,11 +121,6 @@ assume_role_policy_document:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.backbeat.crr.plugins.module_utils.connection import (
-    client,
-    connection_argument_spec,
-)
 from ansible_collections.backbeat.crr.plugins.module_utils.errors import call
 from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     attached_policy_arns,
@@ -135,6 +130,7 @@ from ansible_collections.backbeat.crr.plugins.module_utils.iam import (
     predicted_role_arn,
     role_entity,
 )
+from ansible_collections.backbeat.crr.plugins.module_utils.modules import CrrModule, ModuleFailure
 from ansible_collections.backbeat.crr.plugins.module_utils.policy import (
     PolicyError,
     load_document,
@@ -169,95 +165,95 @@ def validate_params(params):
 def create_role(module, iam, check_mode, name, path, description, trust):
     """Create the role; returns the created role (a prediction in check mode)."""
     if check_mode:
-        arn = predicted_role_arn(module, client(module, "sts"), path, name)
+        arn = predicted_role_arn(module.client("sts"), path, name)
         return dict(RoleName=name, Path=path, Description=description, AssumeRolePolicyDocument=trust, Arn=arn)
     kwargs = dict(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(trust))
     if description is not None:
         kwargs["Description"] = description
-    return call(module, iam, "create_role", role_entity(name), **kwargs)["Role"]
+    return call(iam, "create_role", role_entity(name), **kwargs)["Role"]
 
 
-def update_trust_policy(module, iam, check_mode, role, trust):
+def update_trust_policy(iam, check_mode, role, trust):
     """Replace the trust policy when it differs for IAM; returns changed."""
     if not policies_differ(role["AssumeRolePolicyDocument"], trust):
         return False
     if not check_mode:
-        call(module, iam, "update_assume_role_policy", role_entity(role["RoleName"]),
+        call(iam, "update_assume_role_policy", role_entity(role["RoleName"]),
              RoleName=role["RoleName"], PolicyDocument=json.dumps(trust))
     role["AssumeRolePolicyDocument"] = trust
     return True
 
 
-def update_description(module, iam, check_mode, role, description):
+def update_description(iam, check_mode, role, description):
     """Set the description when one is given and differs; returns changed."""
     if description is None or description == role.get("Description", ""):
         return False
     if not check_mode:
-        call(module, iam, "update_role", role_entity(role["RoleName"]),
+        call(iam, "update_role", role_entity(role["RoleName"]),
              RoleName=role["RoleName"], Description=description)
     role["Description"] = description
     return True
 
 
-def check_path(module, role, path):
+def check_path(role, path):
     """IAM cannot move a role: fail rather than silently keep the other path."""
     if role["Path"] != path:
-        module.fail_json(
-            msg="path: role '%s' exists with path %s and IAM cannot change it; set path: %s or delete the role "
-                "(state: absent) first" % (role["RoleName"], role["Path"], role["Path"])
+        raise ModuleFailure(
+            "path: role '%s' exists with path %s and IAM cannot change it; set path: %s or delete the role "
+            "(state: absent) first" % (role["RoleName"], role["Path"], role["Path"])
         )
 
 
-def detach_managed_policies(module, iam, check_mode, name):
+def detach_managed_policies(iam, check_mode, name):
     """Detach every managed policy from the role; returns changed."""
-    arns = attached_policy_arns(module, iam, name)
+    arns = attached_policy_arns(iam, name)
     if not check_mode:
         for arn in arns:
-            call(module, iam, "detach_role_policy", "%s and policy '%s'" % (role_entity(name), arn),
+            call(iam, "detach_role_policy", "%s and policy '%s'" % (role_entity(name), arn),
                  RoleName=name, PolicyArn=arn)
     return bool(arns)
 
 
-def delete_inline_policies(module, iam, check_mode, name):
+def delete_inline_policies(iam, check_mode, name):
     """Delete every inline policy of the role; returns changed."""
-    names = inline_policy_names(module, iam, name)
+    names = inline_policy_names(iam, name)
     if not check_mode:
         for policy_name in names:
-            call(module, iam, "delete_role_policy", "%s inline policy '%s'" % (role_entity(name), policy_name),
+            call(iam, "delete_role_policy", "%s inline policy '%s'" % (role_entity(name), policy_name),
                  RoleName=name, PolicyName=policy_name)
     return bool(names)
 
 
-def delete_role(module, iam, check_mode, name):
+def delete_role(iam, check_mode, name):
     """Delete a role that has no policy left; returns changed."""
     if not check_mode:
-        call(module, iam, "delete_role", role_entity(name), RoleName=name)
+        call(iam, "delete_role", role_entity(name), RoleName=name)
     return True
 
 
 def ensure_present(module, iam, params, trust):
     """Create or update the role; returns (changed, before, after role dicts)."""
-    role = get_role(module, iam, params["name"])
+    role = get_role(iam, params["name"])
     if role is None:
         after = create_role(module, iam, module.check_mode, params["name"], params["path"],
                             params["description"], trust)
         return True, None, after
-    check_path(module, role, params["path"])
+    check_path(role, params["path"])
     before = dict(role)
-    changed = update_trust_policy(module, iam, module.check_mode, role, trust)
-    changed |= update_description(module, iam, module.check_mode, role, params["description"])
+    changed = update_trust_policy(iam, module.check_mode, role, trust)
+    changed |= update_description(iam, module.check_mode, role, params["description"])
     return changed, before, role
 
 
 def ensure_absent(module, iam, params):
     """Detach, delete inline policies, delete the role; returns (changed, before, None)."""
     name = params["name"]
-    role = get_role(module, iam, name)
+    role = get_role(iam, name)
     if role is None:
         return False, None, None
-    detach_managed_policies(module, iam, module.check_mode, name)
-    delete_inline_policies(module, iam, module.check_mode, name)
-    delete_role(module, iam, module.check_mode, name)
+    detach_managed_policies(iam, module.check_mode, name)
+    delete_inline_policies(iam, module.check_mode, name)
+    delete_role(iam, module.check_mode, name)
     return True, role, None
 
 
@@ -272,37 +268,36 @@ def diff_view(role):
     )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        name=dict(type="str", required=True),
-        path=dict(type="str", default="/"),
-        description=dict(type="str"),
-        trust_services=dict(type="list", elements="str", default=["backbeat"]),
-        assume_role_policy_document=dict(type="json"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[["trust_services", "assume_role_policy_document"]],
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    path=dict(type="str", default="/"),
+    description=dict(type="str"),
+    trust_services=dict(type="list", elements="str", default=["backbeat"]),
+    assume_role_policy_document=dict(type="json"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
+def apply(module):
+    """The role made as the options say; returns the module's result."""
     params = module.params
     try:
         trust = validate_params(params)
     except PolicyError as exc:
-        module.fail_json(msg=str(exc))
-
-    iam = client(module, "iam")
+        raise ModuleFailure(str(exc)) from None
+    iam = module.client("iam")
     if params["state"] == "present":
         changed, before, after = ensure_present(module, iam, params, trust)
     else:
         changed, before, after = ensure_absent(module, iam, params)
-
     result = dict(changed=changed, **normalize_role(after))
-    if module._diff:
+    if module.diff:
         result["diff"] = dict(before=diff_view(before), after=diff_view(after))
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    CrrModule(ARGUMENT_SPEC, mutually_exclusive=[["trust_services", "assume_role_policy_document"]]).run(apply)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,7 @@ import os
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.backbeat.crr.plugins.module_utils import connection
-
-
-class Failed(Exception):
-    """What FakeModule.fail_json raises, carrying the module's result."""
-
-
-class FakeModule:
-    def __init__(self, params):
-        self.params = params
-
-    def fail_json(self, **result):
-        raise Failed(result)
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import ModuleFailure
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +33,8 @@ def parsed(**options):
 
 
 def module(**options):
-    return FakeModule(parsed(**options))
+    """The connection options of a module's task: what connection.client() and region() read."""
+    return parsed(**options)
 
 
 def write_profile(tmp_path, name, region=None):
@@ -191,17 +181,17 @@ def test_aws_s3_keeps_virtual_host_addressing():
 
 
 def test_unknown_profile_fails_naming_the_option():
-    with pytest.raises(Failed) as failed:
+    with pytest.raises(ModuleFailure) as failed:
         connection.client(module(profile="nosuch"), "s3")
-    msg = failed.value.args[0]["msg"]
+    msg = failed.value.msg
     assert msg.startswith("profile: the config profile (nosuch) could not be found")
     assert "AWS_PROFILE" in msg and "access_key" in msg
 
 
 def test_unknown_profile_fails_the_same_when_only_the_region_is_asked():
-    with pytest.raises(Failed) as failed:
+    with pytest.raises(ModuleFailure) as failed:
         connection.region(module(profile="nosuch"))
-    assert failed.value.args[0]["msg"].startswith("profile: the config profile (nosuch) could not be found")
+    assert failed.value.msg.startswith("profile: the config profile (nosuch) could not be found")
 
 
 def test_profile_from_the_environment_gives_its_keys(monkeypatch, tmp_path):
@@ -214,9 +204,9 @@ def test_profile_from_the_environment_gives_its_keys(monkeypatch, tmp_path):
 def test_profile_and_keys_together_fail_naming_both(monkeypatch, tmp_path):
     write_profile(tmp_path, "p")
     monkeypatch.setenv("AWS_PROFILE", "p")
-    with pytest.raises(Failed) as failed:
+    with pytest.raises(ModuleFailure) as failed:
         connection.client(module(access_key="k", secret_key="s"), "s3")
-    assert failed.value.args[0]["msg"].startswith("profile: cannot be used together with access_key")
+    assert failed.value.msg.startswith("profile: cannot be used together with access_key")
 
 
 def test_an_empty_key_option_does_not_count_against_a_profile(monkeypatch, tmp_path):
@@ -229,9 +219,9 @@ def test_an_empty_key_option_does_not_count_against_a_profile(monkeypatch, tmp_p
 
 
 def test_access_key_without_secret_key_fails_naming_both():
-    with pytest.raises(Failed) as failed:
+    with pytest.raises(ModuleFailure) as failed:
         connection.client(module(access_key="k"), "s3")
-    assert failed.value.args[0]["msg"].startswith("access_key, secret_key: give both")
+    assert failed.value.msg.startswith("access_key, secret_key: give both")
 
 
 # ---------------------------------------------------------------------------------------------- TLS
@@ -251,6 +241,6 @@ def test_validate_certs_false_wins_over_a_ca_bundle(monkeypatch, tmp_path):
 
 
 def test_missing_ca_bundle_fails_naming_the_option(tmp_path):
-    with pytest.raises(Failed) as failed:
+    with pytest.raises(ModuleFailure) as failed:
         connection.client(module(access_key="k", secret_key="s", aws_ca_bundle=str(tmp_path / "none.pem")), "s3")
-    assert failed.value.args[0]["msg"].startswith("aws_ca_bundle: no file at %s" % (tmp_path / "none.pem"))
+    assert failed.value.msg.startswith("aws_ca_bundle: no file at %s" % (tmp_path / "none.pem"))

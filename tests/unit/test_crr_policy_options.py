@@ -8,12 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import botocore.exceptions
 import pytest
 from ansible_collections.backbeat.crr.plugins.module_utils import connection, iam
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import ModuleFailure
 from ansible_collections.backbeat.crr.plugins.module_utils.policy import PolicyError
 from ansible_collections.backbeat.crr.plugins.modules import crr_policy, crr_role
-
-
-class Failed(Exception):
-    """What FakeModule.fail_json raises, carrying the module's result."""
 
 
 class FakeModule:
@@ -21,9 +18,6 @@ class FakeModule:
         self.params = params
         self.check_mode = check_mode
         self.warnings = []
-
-    def fail_json(self, **result):
-        raise Failed(result)
 
     def warn(self, msg):
         self.warnings.append(msg)
@@ -157,32 +151,32 @@ def test_limit_exceeded_on_new_version_names_the_call_and_the_policy():
     quota = client_error("LimitExceeded", "CreatePolicyVersion", "Cannot exceed quota for PolicyVersions")
     fake = RecordingIAM(errors={"create_policy_version": quota})
     fake.get_paginator = lambda method: FakePaginator([{"Versions": [{"VersionId": "v1", "IsDefaultVersion": True}]}])
-    with pytest.raises(Failed) as failed:
-        crr_policy.update_document(FakeModule(), fake, False, {"Arn": arn, "DefaultVersionId": "v1"},
+    with pytest.raises(ModuleFailure) as failed:
+        crr_policy.update_document(fake, False, {"Arn": arn, "DefaultVersionId": "v1"},
                                    {"Statement": []}, {"Statement": [{"Effect": "Allow"}]})
-    msg = failed.value.args[0]["msg"]
+    msg = failed.value.msg
     assert msg.startswith("create_policy_version on policy '%s' failed: LimitExceeded" % arn)
     assert "quota" in msg
 
 
 def test_access_denied_on_get_role_names_the_call_and_the_role():
     fake = RecordingIAM(errors={"get_role": client_error("AccessDenied", "GetRole")})
-    with pytest.raises(Failed) as failed:
-        iam.get_role(FakeModule(), fake, "bb-replication")
-    assert failed.value.args[0]["msg"].startswith("get_role on role 'bb-replication' failed: AccessDenied")
-    assert failed.value.args[0]["error_code"] == "AccessDenied"
+    with pytest.raises(ModuleFailure) as failed:
+        iam.get_role(fake, "bb-replication")
+    assert failed.value.msg.startswith("get_role on role 'bb-replication' failed: AccessDenied")
+    assert failed.value.result["error_code"] == "AccessDenied"
 
 
 def test_no_such_entity_on_get_role_means_absent():
     fake = RecordingIAM(errors={"get_role": client_error("NoSuchEntity", "GetRole")})
-    assert iam.get_role(FakeModule(), fake, "bb-replication") is None
+    assert iam.get_role(fake, "bb-replication") is None
 
 
 def test_unchanged_document_makes_no_write_call():
     fake = RecordingIAM()
     document = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:A", "Resource": "*"}]}
-    assert crr_policy.update_document(FakeModule(), fake, False, {"Arn": "a"}, document, document) is False
-    assert crr_policy.update_attachments(FakeModule(), fake, False, "a", ["r"], ["r"], True) == (False, ["r"])
+    assert crr_policy.update_document(fake, False, {"Arn": "a"}, document, document) is False
+    assert crr_policy.update_attachments(fake, False, "a", ["r"], ["r"], True) == (False, ["r"])
     assert fake.calls == []
 
 
@@ -190,10 +184,10 @@ def test_check_mode_change_makes_no_write_call():
     fake = RecordingIAM()
     fake.get_paginator = lambda method: FakePaginator([{"Versions": [
         {"VersionId": "v%d" % i, "IsDefaultVersion": i == 5} for i in range(1, 6)]}])
-    changed = crr_policy.update_document(FakeModule(check_mode=True), fake, True, {"Arn": "a"},
+    changed = crr_policy.update_document(fake, True, {"Arn": "a"},
                                          {"Statement": []}, {"Statement": [{"Effect": "Allow"}]})
     assert changed is True
-    assert crr_policy.update_attachments(FakeModule(), fake, True, "a", ["old"], ["new"], True) == (True, ["new"])
+    assert crr_policy.update_attachments(fake, True, "a", ["old"], ["new"], True) == (True, ["new"])
     assert fake.calls == []
 
 
@@ -210,12 +204,12 @@ def test_oldest_non_default_version_skips_the_default():
 ])
 def test_predicted_role_arn_takes_partition_and_account_of_the_caller(caller, expected):
     sts = RecordingIAM(answers={"get_caller_identity": {"Arn": caller}})
-    assert iam.predicted_role_arn(FakeModule(), sts, "/backbeat/", "bb") == expected
+    assert iam.predicted_role_arn(sts, "/backbeat/", "bb") == expected
 
 
 def test_predicted_role_arn_is_none_without_sts():
     sts = RecordingIAM(errors={"get_caller_identity": client_error("InvalidAction", "GetCallerIdentity")})
-    assert iam.predicted_role_arn(FakeModule(), sts, "/", "bb") is None
+    assert iam.predicted_role_arn(sts, "/", "bb") is None
 
 
 class FakePaginator:
@@ -261,10 +255,10 @@ def test_throttling_is_retried_by_the_client():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        module = FakeModule(iam_endpoint_url="http://127.0.0.1:%d" % server.server_port, region="us-east-1",
-                            access_key="testing", secret_key="testing", profile=None, session_token=None,
-                            validate_certs=True)
-        role = iam.get_role(module, connection.client(module, "iam"), "r")
+        params = dict(iam_endpoint_url="http://127.0.0.1:%d" % server.server_port, region="us-east-1",
+                      access_key="testing", secret_key="testing", profile=None, session_token=None,
+                      validate_certs=True)
+        role = iam.get_role(connection.client(params, "iam"), "r")
     finally:
         server.shutdown()
         server.server_close()

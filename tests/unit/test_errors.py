@@ -8,17 +8,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
-from ansible_collections.backbeat.crr.plugins.module_utils.errors import call
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import ModuleFailure, call
 from botocore.stub import Stubber
-
-
-class Failed(Exception):
-    """What FakeModule.fail_json raises, carrying the module's result."""
-
-
-class FakeModule:
-    def fail_json(self, **result):
-        raise Failed(result)
 
 
 def closed_port():
@@ -39,17 +30,17 @@ def test_answer_is_returned_for_an_api_operation_name():
     s3 = s3_client()
     with Stubber(s3) as stub:
         stub.add_response("get_bucket_versioning", {"Status": "Enabled"}, {"Bucket": "b"})
-        assert call(FakeModule(), s3, "GetBucketVersioning", "b", Bucket="b")["Status"] == "Enabled"
+        assert call(s3, "GetBucketVersioning", "b", Bucket="b")["Status"] == "Enabled"
 
 
 def test_client_error_names_call_entity_and_code():
     s3 = s3_client()
     with Stubber(s3) as stub:
         stub.add_client_error("put_bucket_replication", "AccessDenied", "Access Denied")
-        with pytest.raises(Failed) as failed:
-            call(FakeModule(), s3, "PutBucketReplication", "bucket 'b'", Bucket="b",
+        with pytest.raises(ModuleFailure) as failed:
+            call(s3, "PutBucketReplication", "bucket 'b'", Bucket="b",
                  ReplicationConfiguration={"Role": "r", "Rules": []})
-    result = failed.value.args[0]
+    result = dict(failed.value.result, msg=failed.value.msg)
     assert result["msg"] == ("PutBucketReplication on bucket 'b' failed: AccessDenied: Access Denied"
                              " (the credentials lack permission for this call)")
     assert result["error_code"] == "AccessDenied"
@@ -59,14 +50,14 @@ def test_code_in_none_for_is_an_answer_not_a_failure():
     s3 = s3_client()
     with Stubber(s3) as stub:
         stub.add_client_error("head_bucket", "404", "Not Found")
-        assert call(FakeModule(), s3, "HeadBucket", "b", none_for=("404", "NoSuchBucket"), Bucket="b") is None
+        assert call(s3, "HeadBucket", "b", none_for=("404", "NoSuchBucket"), Bucket="b") is None
 
 
 def test_unreachable_endpoint_names_call_and_endpoint_without_traceback():
     endpoint = "http://127.0.0.1:%d" % closed_port()
-    with pytest.raises(Failed) as failed:
-        call(FakeModule(), s3_client(endpoint), "HeadBucket", "b", none_for=("404",), Bucket="b")
-    msg = failed.value.args[0]["msg"]
+    with pytest.raises(ModuleFailure) as failed:
+        call(s3_client(endpoint), "HeadBucket", "b", none_for=("404",), Bucket="b")
+    msg = failed.value.msg
     assert msg == 'HeadBucket on b failed: Could not connect to the endpoint URL: "%s/b"' % endpoint
 
 
@@ -80,7 +71,7 @@ def test_connection_errors_of_any_client_fail_naming_the_method_and_endpoint(err
         def get_role(self, RoleName):
             raise error
 
-    with pytest.raises(Failed) as failed:
-        call(FakeModule(), IAM(), "get_role", "role 'r'", RoleName="r")
-    msg = failed.value.args[0]["msg"]
+    with pytest.raises(ModuleFailure) as failed:
+        call(IAM(), "get_role", "role 'r'", RoleName="r")
+    msg = failed.value.msg
     assert msg.startswith("get_role on role 'r' failed: ") and 'endpoint URL: "http://iam:8600/"' in msg

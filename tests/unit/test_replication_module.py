@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import botocore.exceptions
 import pytest
+from ansible_collections.backbeat.crr.plugins.module_utils.errors import ModuleFailure
 from ansible_collections.backbeat.crr.plugins.modules import crr_bucket_replication as module_under_test
-
-
-class Failed(Exception):
-    pass
 
 
 class FakeModule:
@@ -16,8 +13,8 @@ class FakeModule:
         self.check_mode = check_mode
         self.params = {"location": None, "region": "us-east-1", "create_bucket": True, **params}
 
-    def fail_json(self, **result):
-        raise Failed(result["msg"])
+    def region(self):
+        return self.params["region"]
 
 
 def client_error(code, operation):
@@ -52,7 +49,7 @@ class StubS3:
 
 
 def test_bucket_that_stays_unversioned_is_an_error():
-    with pytest.raises(Failed, match="bucket b cannot be versioned"):
+    with pytest.raises(ModuleFailure, match="bucket b cannot be versioned"):
         module_under_test.enable_versioning(FakeModule(), StubS3(versioning="Suspended"), "b", "Suspended")
 
 
@@ -70,20 +67,20 @@ def test_check_mode_does_not_enable_versioning():
 
 def test_bucket_of_another_account_is_an_error_naming_the_call():
     s3 = StubS3(head_error=client_error("403", "HeadBucket"))
-    with pytest.raises(Failed, match="HeadBucket on b failed: 403"):
-        module_under_test.bucket_exists(FakeModule(), s3, "b")
+    with pytest.raises(ModuleFailure, match="HeadBucket on b failed: 403"):
+        module_under_test.bucket_exists(s3, "b")
 
 
 def test_existing_and_missing_buckets():
-    assert module_under_test.bucket_exists(FakeModule(), StubS3(), "b") is True
+    assert module_under_test.bucket_exists(StubS3(), "b") is True
     missing = StubS3(head_error=client_error("404", "HeadBucket"))
-    assert module_under_test.bucket_exists(FakeModule(), missing, "b") is False
+    assert module_under_test.bucket_exists(missing, "b") is False
 
 
 def test_unreachable_endpoint_is_a_failure_naming_the_call_not_a_traceback():
     down = botocore.exceptions.EndpointConnectionError(endpoint_url="http://cloudserver:8000/b")
-    with pytest.raises(Failed) as failed:
-        module_under_test.bucket_exists(FakeModule(), StubS3(head_error=down), "b")
+    with pytest.raises(ModuleFailure) as failed:
+        module_under_test.bucket_exists(StubS3(head_error=down), "b")
     expected = 'HeadBucket on b failed: Could not connect to the endpoint URL: "http://cloudserver:8000/b"'
     assert str(failed.value) == expected
 
@@ -112,6 +109,6 @@ def test_empty_prefix_next_to_a_filter_is_not_a_second_prefix():
 
 
 def test_site_type_option_applies_to_every_storage_class_and_the_default():
-    module = FakeModule(site_type="scality", cloudserver_config=None)
-    types = module_under_test.known_site_types(module, [{"storage_class": "a,b"}, {"storage_class": None}])
+    params = {"site_type": "scality", "cloudserver_config": None}
+    types = module_under_test.known_site_types(params, [{"storage_class": "a,b"}, {"storage_class": None}])
     assert types == {"a": "scality", "b": "scality", "": "scality"}
