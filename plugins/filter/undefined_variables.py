@@ -4,7 +4,7 @@
 """Filter undefined_variables: where a variable's value uses variables that are not defined.
 
 Ansible templates a value only when a task reads it, so an undefined vault_* secret inside
-crr_worker_credentials would surface in the worker play, after the IAM and bucket plays changed
+worker_credentials would surface in the worker play, after the IAM and bucket plays changed
 things. The playbook's first play runs this on every variable the run reads, to fail before.
 """
 

@@ -38,7 +38,7 @@ def worker_bootstrap_list(sites):
         if site.type == "scality" and not (site.canonical_id and site.credentials_profile):
             raise AnsibleFilterError("worker_bootstrap_list: %s (%s): a scality site needs canonical_id (the target "
                                      "account replicas belong to) and credentials_profile (its keys in the worker's "
-                                     "credentials, crr_worker_credentials)" % (where, options.get("name")))
+                                     "credentials, worker_credentials)" % (where, options.get("name")))
         try:
             validate_site(site, "present", needs_aws_details=True)
             config = apply_bootstrap_entry(config, site, "present")

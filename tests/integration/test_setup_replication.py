@@ -125,15 +125,15 @@ def _with_backbeat_host(playbook):
 
 def test_undefined_vault_variables_fail_in_one_message_before_any_change(sandbox, setup_vars):
     setup_vars["crr_source"]["secret_key"] = "{{ vault_source_secret_key }}"
-    setup_vars["crr_worker_credentials"] = {
+    setup_vars["worker_credentials"] = {
         "source": {"access_key_id": "{{ vault_source_access_key }}", "secret_access_key": "s"},
         "target": {"access_key_id": "t", "secret_access_key": "{{ vault_target_secret_key }}"}}
     run = run_playbook(_with_backbeat_host(PLAYBOOK), setup_vars)
     assert run.rc != 0
     message = run.result("Every variable the run reads is defined")["msg"]
     for variable, used_in in (("vault_source_secret_key", "crr_source.secret_key"),
-                              ("vault_source_access_key", "crr_worker_credentials.source.access_key_id"),
-                              ("vault_target_secret_key", "crr_worker_credentials.target.secret_access_key")):
+                              ("vault_source_access_key", "worker_credentials.source.access_key_id"),
+                              ("vault_target_secret_key", "worker_credentials.target.secret_access_key")):
         assert "%s (in %s on localhost, worker1)" % (variable, used_in) in message
     assert "vault file" in message and "Nothing was changed" in message
     assert run.changed_tasks == []
@@ -141,7 +141,7 @@ def test_undefined_vault_variables_fail_in_one_message_before_any_change(sandbox
 
 
 def test_a_profile_the_worker_uses_missing_from_its_credentials_fails_before_any_change(sandbox, setup_vars):
-    setup_vars["crr_worker_credentials"] = {"source": {"access_key_id": "key-of-source",
+    setup_vars["worker_credentials"] = {"source": {"access_key_id": "key-of-source",
                                                        "secret_access_key": "secret-of-source"}}
     run = run_playbook(_with_backbeat_host(PLAYBOOK), setup_vars)
     assert run.rc != 0

@@ -15,16 +15,16 @@ def _role_play(tmp_path):
     wheelhouse.mkdir()
     (wheelhouse / "crr_worker-0.1.0-py3-none-any.whl").write_bytes(b"")  # check mode installs nothing
     return [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": "backbeat.crr.worker", "vars": {
-        "crr_worker_service_manager": "none",
-        "crr_worker_create_user": False,
-        "crr_worker_user": pwd.getpwuid(os.getuid()).pw_name,
-        "crr_worker_group": grp.getgrgid(os.getgid()).gr_name,
-        "crr_worker_install_dir": str(tmp_path / "opt"),
-        "crr_worker_config_dir": str(tmp_path / "etc"),
-        "crr_worker_state_dir": str(tmp_path / "var"),
-        "crr_worker_wheelhouse": str(wheelhouse),
-        "crr_worker_python": "/usr/bin/python3",
-        "crr_worker_config": {"kafka": {"hosts": "127.0.0.1:9092"}},
+        "worker_service_manager": "none",
+        "worker_create_user": False,
+        "worker_user": pwd.getpwuid(os.getuid()).pw_name,
+        "worker_group": grp.getgrgid(os.getgid()).gr_name,
+        "worker_install_dir": str(tmp_path / "opt"),
+        "worker_config_dir": str(tmp_path / "etc"),
+        "worker_state_dir": str(tmp_path / "var"),
+        "worker_wheelhouse": str(wheelhouse),
+        "worker_python": "/usr/bin/python3",
+        "worker_config": {"kafka": {"hosts": "127.0.0.1:9092"}},
     }}]}]
 
 
