@@ -32,6 +32,7 @@ lint: venv
 	  ln -s $(CURDIR) $$work/ansible_collections/backbeat/crr && \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH=$$work $(BIN)/ansible-lint; \
 	  rc=$$?; rm -rf $$work; exit $$rc
+	$(BIN)/antsibull-changelog lint
 
 pytest: venv
 	scripts/pytest.sh
