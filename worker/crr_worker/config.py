@@ -147,6 +147,7 @@ class SiteConfig:
     https: bool = False  # a scality site's servers are reached over HTTPS
     canonical_id: str | None = None  # a scality site: the canonical id of the account replicas belong to
     display_name: str | None = None  # ... and its display name
+    bandwidth_limit: int | None = None  # bytes/s of bodies read for this site by one processor; None: unlimited
 
 
 @dataclass(frozen=True)
@@ -547,12 +548,34 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         https=section.get("https", bool, kind != "scality"),
         canonical_id=section.text("canonicalId"),
         display_name=section.text("displayName"),
+        bandwidth_limit=_bandwidth_limit(section),
     )
 
 
 def _replay(section: _Section) -> ReplayPolicy:
     return ReplayPolicy(retries=section.integer("retries", ReplayPolicy.retries, 0, 100),
                         delay_s=section.number("delayS", ReplayPolicy.delay_s, 0.0, 3600.0))
+
+
+BANDWIDTH_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3,
+                   "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+BANDWIDTH_FORMAT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _bandwidth_limit(section: _Section) -> int | None:
+    """`bandwidthLimit`: bytes per second, an integer or a string with a unit ("50MiB", "800KB")."""
+    value = section.get("bandwidthLimit", (int, str))
+    if value is None:
+        return None
+    how = ("must be a number of bytes per second > 0, e.g. 52428800 or \"50MiB\" (units: B, KB, MB, GB, KiB, MiB, "
+           "GiB), got %r" % (value,))
+    match = BANDWIDTH_FORMAT.match(value) if isinstance(value, str) else None
+    if isinstance(value, str) and (match is None or match.group(2).lower() not in BANDWIDTH_UNITS):
+        raise ConfigError(section.key("bandwidthLimit"), how)
+    limit = int(float(match.group(1)) * BANDWIDTH_UNITS[match.group(2).lower()]) if match else value
+    if limit <= 0:
+        raise ConfigError(section.key("bandwidthLimit"), how)
+    return limit
 
 
 def _retry(section: _Section, defaults: RetryPolicy) -> RetryPolicy:

@@ -28,6 +28,7 @@ from crr_worker.targets.aws_s3_order import (
     restore_latest,
     was_newer,
 )
+from crr_worker.targets.bandwidth import site_bandwidth
 from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
 
@@ -47,6 +48,7 @@ class AwsS3Target:
         self.s3 = make_client("s3", site.endpoint, site.region, keys, pool, site.read_timeout_s)
         self.parts = ThreadPoolExecutor(settings.part_concurrency, thread_name_prefix="parts-%s" % site.site)
         self.checks = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="check-%s" % site.site)
+        self.bandwidth = site_bandwidth(site.bandwidth_limit)  # shared by every copy of this processor
 
     def close(self) -> None:
         self.checks.shutdown(wait=True, cancel_futures=True)
@@ -303,7 +305,7 @@ class AwsS3Target:
                 upload_id=upload_id, error=str(exc))
 
     def _spool(self, body, expected: int, stop) -> Spool:
-        return Spool(body, expected, self.settings.spool_memory_bytes, stop)
+        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth)
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:

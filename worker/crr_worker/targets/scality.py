@@ -29,6 +29,7 @@ from crr_worker.logs import log
 from crr_worker.object_md import METADATA_ONLY, REPLICA, parse_object_md, wire_version_id
 from crr_worker.retry import ReplicationFailed, RetryableError
 from crr_worker.sources.base import Source
+from crr_worker.targets.bandwidth import site_bandwidth
 from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool
 
@@ -49,6 +50,7 @@ class ScalityTarget:
         self.client = BackbeatClient(endpoints, site.region, keys, pool, site.read_timeout_s)
         self.parts = ThreadPoolExecutor(settings.part_concurrency, thread_name_prefix="parts-%s" % site.site)
         self.roles: dict[str, tuple[str, float]] = {}  # source bucket -> (its replication role, when read)
+        self.bandwidth = site_bandwidth(site.bandwidth_limit)  # shared by every copy of this processor
 
     def close(self) -> None:
         self.parts.shutdown(wait=True, cancel_futures=True)
@@ -149,7 +151,7 @@ class ScalityTarget:
         opened = source.open_version(entry.bucket, entry.key, entry.version_id, part_number=part_number) \
             if part_number else source.open_version(entry.bucket, entry.key, entry.version_id,
                                                     byte_range=_range(metadata, location))
-        with Spool(opened.body, size, self.settings.spool_memory_bytes, stop) as (body, md5):
+        with Spool(opened.body, size, self.settings.spool_memory_bytes, stop, self.bandwidth) as (body, md5):
             expected = _expected_md5(metadata, location)
             if expected and md5.hex() != expected:
                 raise RetryableError("part %d of %s/%s read with MD5 %s, not %s" % (index + 1, entry.bucket,

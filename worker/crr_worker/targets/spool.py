@@ -2,7 +2,8 @@
 
 A signed request over plain HTTP needs a payload it can read twice (once to hash, once to send), and a
 target wants the body's MD5 before it is sent, so each body (or part) is copied into a temporary file that
-keeps at most `memory_bytes` in memory and the rest on disk.
+keeps at most `memory_bytes` in memory and the rest on disk. The site's bandwidth limit is applied here, chunk by
+chunk, where the body is read from the source.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import tempfile
 import threading
 
 from crr_worker.retry import RetryableError, Stopped
+from crr_worker.targets.bandwidth import TokenBucket, Unlimited
 
 CHUNK = 1024 * 1024
 
 
 class Spool:
     """`with Spool(...) as (file, md5)`: the body copied into `file` (rewound), `md5` its digest (bytes).
-    Checks the length read against `expected` and the stop signal between chunks."""
+    Checks the length read against `expected` and the stop signal between chunks; each chunk waits for its
+    bytes from `throttle` (the site's bandwidth limit), read no larger than its burst."""
 
-    def __init__(self, body, expected: int, memory_bytes: int, stop):
+    def __init__(self, body, expected: int, memory_bytes: int, stop, throttle: TokenBucket | Unlimited | None = None):
         self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
+        self.throttle = throttle or Unlimited()
+        self.chunk = min(CHUNK, self.throttle.burst or CHUNK)
         self.file = None
 
     def __enter__(self):
@@ -33,9 +38,10 @@ class Spool:
             while True:
                 if self.stop.is_set():
                     raise Stopped()
-                chunk = self.body.read(CHUNK)
+                chunk = self.body.read(self.chunk)
                 if not chunk:
                     break
+                self.throttle.take(len(chunk), self.stop)
                 digest.update(chunk)
                 self.file.write(chunk)
                 copied += len(chunk)
