@@ -6,25 +6,30 @@ The listing names seven versions; GETs of five were captured or are derived from
 (docs/failed.txt in its FAILED state, see test_cloudserver_status.serve_derived). The other two have no captured
 metadata: the replay answers them with CloudServer's 404 ObjNotFound for a deleted version (s5_e11), which resync
 takes for a version deleted since the listing.
+
+An s3 source's resync runs against the sandbox's moto pair (harness.pair): every version queued again whatever the
+ledger says, and a running pipeline finds the replicas already there.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from urllib.parse import unquote
 
 import pytest
-from crr_worker.entries import VERSION_SEPARATOR, StatusEntry
-from crr_worker.resync import Counts, Progress, waiting_sites
+from crr_worker.entries import VERSION_SEPARATOR, ReplicationEntry, StatusEntry
+from crr_worker.resync import Counts, Progress, resync, waiting_sites
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.cloudserver_replay import CloudServerReplay, load_sample
-from tests.worker.harness import WorkerProcesses
+from tests.worker.harness import SITE, WorkerProcesses, start_pipeline, target_replicas, wait_for
 from tests.worker.test_cloudserver_status import SPECIAL_KEY, captured_md, logged_md, serve_derived
 
 pytestmark = pytest.mark.integration
@@ -192,17 +197,118 @@ def test_resync_says_how_many_versions_were_gone_when_read(workers, replay):
     assert [(d["listed"], d["queued"], d["gone"]) for d in done] == [(7, 5, 2)]
 
 
-def test_resync_refuses_an_s3_source(tmp_path):
+def test_resync_all_is_refused_for_an_s3_source(tmp_path):
     config = {"kafka": {"hosts": "127.0.0.1:9"}, "queuePopulator": {"logSource": "s3"},
               "extensions": {"replication": {"source": {"buckets": [BUCKET]},
                                              "destination": {"bootstrapList": [{"site": "a", "type": "aws_s3"}]}}}}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
 
-    result = WorkerProcesses(str(path), str(tmp_path)).run("resync", "--bucket", BUCKET)
+    result = WorkerProcesses(str(path), str(tmp_path)).run("resync", "--bucket", BUCKET, "--all")
 
     assert result.returncode == 2
-    assert "resync needs a CloudServer source" in result.stderr and result.stdout == ""
+    assert "--all is for a CloudServer source" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("replay", ["hello completed"], indirect=True)
+def test_resync_all_of_a_cloudserver_bucket_queues_its_completed_versions_too(workers, replay):
+    result = workers.run("resync", "--bucket", BUCKET, "--all")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 5 of 7 version(s) of bucket %s\n" % BUCKET
+    assert set(queued(workers)) == set(expected_md())
+
+
+def pair_queued(pair) -> dict:
+    """(key, version id) -> the sites of each entry on the pair's replication topic, in the topic's order."""
+    replication = pair.config["extensions"]["replication"]
+    found = {}
+    for message in read_topic(pair.sandbox.kafka_bootstrap, replication["topic"]):
+        entry = ReplicationEntry.from_kafka(message.value)
+        found.setdefault((entry.key, entry.version_id), []).append(entry.sites)
+    return found
+
+
+def pair_marks(pair) -> list[tuple[str, str, str, str]]:
+    """(key, version id, site, status) of each status on the pair's status topic (no status processor runs)."""
+    topic = pair.config["extensions"]["replication"]["replicationStatusTopic"]
+    marks = [StatusEntry.from_kafka(m.value) for m in read_topic(pair.sandbox.kafka_bootstrap, topic)]
+    return [(m.entry.key, m.entry.version_id, m.site, m.status) for m in marks]
+
+
+def put_versions(pair, keys: list[str]) -> list[tuple[str, str]]:
+    return [(key, pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=key.encode())["VersionId"])
+            for key in keys]
+
+
+@pytest.mark.integration
+def test_resync_of_an_s3_bucket_requeues_every_completed_version_and_none_is_copied_twice(pair):
+    start_pipeline(pair)
+    written = put_versions(pair, ["a", "a", "b"])
+    before = pair.wait_all_done(180)
+    generations = {v: before[v].entry.enqueued_at for v in written}
+    target_versions_before = sum(len(r) for r in target_replicas(pair).values())
+
+    result = pair.workers.run("resync", "--bucket", pair.source_bucket)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 3 of 3 version(s) of bucket %s\n" % pair.source_bucket
+
+    def completed_again():
+        statuses = pair.statuses()
+        again = {v: statuses[v] for v in written if statuses[v].entry.enqueued_at > generations[v]}
+        return again if len(again) == 3 and all(s.status == "COMPLETED" for s in again.values()) else None
+
+    wait_for(completed_again, 120, 1.0, "the 3 re-queued versions to be COMPLETED again")
+    replicas = target_replicas(pair)
+    assert {vid: len(replicas[vid]) for _, vid in written} == {vid: 1 for _, vid in written}
+    assert sum(len(r) for r in replicas.values()) == target_versions_before
+
+
+@pytest.mark.integration
+def test_resync_of_an_s3_bucket_queues_each_keys_versions_oldest_first_for_the_rules_sites(pair):
+    written = put_versions(pair, ["k", "k", "k", "other"])
+
+    result = pair.workers.run("resync", "--bucket", pair.source_bucket)
+
+    assert result.returncode == 0, result.stderr
+    queued_now = pair_queued(pair)
+    assert queued_now == {v: [(SITE,)] for v in written}
+    assert [v for v in queued_now if v[0] == "k"] == [v for v in written if v[0] == "k"]
+    assert sorted(pair_marks(pair)) == sorted((key, vid, SITE, "PENDING") for key, vid in written)
+
+
+@pytest.mark.integration
+def test_resync_of_an_s3_bucket_since_a_time_queues_only_the_versions_modified_from_then(pair):
+    put_versions(pair, ["old"])
+    old_time = pair.source.head_object(Bucket=pair.source_bucket, Key="old")["LastModified"]
+    wait_for(lambda: datetime.now(timezone.utc) > old_time + timedelta(seconds=1.5), 10, 0.1,
+             "a second after the first version, so that --since can part them")
+    newer = put_versions(pair, ["new", "old"])
+    since = pair.source.head_object(Bucket=pair.source_bucket, Key="new")["LastModified"]
+
+    result = pair.workers.run("resync", "--bucket", pair.source_bucket, "--since", since.isoformat())
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "re-queued 2 of 3 version(s) of bucket %s\n" % pair.source_bucket
+    assert set(pair_queued(pair)) == set(newer)
+    assert {mark[:2] for mark in pair_marks(pair)} == set(newer)
+
+
+@pytest.mark.integration
+def test_resync_of_an_s3_bucket_logs_its_progress_every_ten_seconds(pair, caplog):
+    """A clock moving 6 s at each reading: versions 2 and 4 are listed 12 and 24 s in, a log line due each time."""
+    put_versions(pair, ["p1", "p2", "p3", "p4"])
+    ticks = itertools.count(0, 6)
+    progress = Progress(io.StringIO(), clock=lambda: float(next(ticks)))
+
+    with caplog.at_level(logging.INFO, logger="crr_worker.resync"):
+        counts = resync(pair.load(), pair.source_bucket, progress=progress)
+
+    assert (counts.listed, counts.queued) == (4, 4)
+    shown = [(r.fields["listed"], r.fields["queued"]) for r in caplog.records if r.getMessage() == "resync progress"]
+    assert [listed for listed, _ in shown] == [2, 4]
+    assert all(queued <= listed for listed, queued in shown)
 
 
 @pytest.mark.parametrize("sites, waiting", [({"zenko", "us-east-2"}, ("zenko",)), ({"us-east-2"}, ())])
@@ -256,3 +362,18 @@ def test_progress_elsewhere_is_a_log_line_every_ten_seconds(caplog):
 
     shown = [r.fields["listed"] for r in caplog.records if r.getMessage() == "resync progress"]
     assert shown == [200, 400]
+
+
+def test_progress_on_a_terminal_is_logged_every_ten_seconds_too_on_a_line_of_its_own(caplog):
+    """The progress line is wiped before the JSON line goes to the same stderr, and drawn again after it."""
+    now = [0.0]
+    terminal = Terminal()
+    progress = Progress(terminal, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="crr_worker.resync"):
+        for listed, at in ((10, 1.0), (20, 10.0)):
+            now[0] = at
+            progress.update(Counts(listed=listed))
+
+    assert [r.fields["listed"] for r in caplog.records if r.getMessage() == "resync progress"] == [20]
+    first = "listed 10, queued 0, 10 versions/s"
+    assert terminal.getvalue() == "\r" + first + "\r" + " " * len(first) + "\r" + "\rlisted 20, queued 0, 2 versions/s"

@@ -113,12 +113,15 @@ def _add_requeue_commands(commands) -> None:
     retry.add_argument("--all", action="store_true", help="every FAILED version")
     retry.set_defaults(run=_retry, config_file=None)
 
-    resync = commands.add_parser("resync", help="re-queue a CloudServer bucket's versions whose metadata is "
-                                 "PENDING or FAILED (versions written before the populator read the log)")
-    resync.add_argument("--bucket", required=True, help="the source bucket whose versions to read")
+    resync = commands.add_parser("resync", help="re-queue a bucket's versions for the sites its replication sends "
+                                 "them to: an s3 source's every version, whatever the ledger says; a CloudServer "
+                                 "source's versions whose metadata is PENDING or FAILED (all of them with --all)")
+    resync.add_argument("--bucket", required=True, help="the source bucket whose versions to re-queue")
     resync.add_argument("--site", help="only this site (default: every site of the config)")
     resync.add_argument("--since", type=_iso8601, help="only versions last modified at or after this ISO 8601 "
                         "time, e.g. 2026-11-21T08:00:00Z (UTC when no zone)")
+    resync.add_argument("--all", action="store_true", dest="every", help="CloudServer source: every version its "
+                        "metadata sends to a site, COMPLETED ones too (an s3 source's resync always takes all)")
     resync.set_defaults(run=_resync, config_file=None)
 
 def _add_verify(commands) -> None:
@@ -284,11 +287,12 @@ def _iso8601(text: str) -> datetime:
 
 
 def _resync(config: WorkerConfig, args) -> int:
-    from crr_worker.resync import ResyncError, ResyncRefused, resync
+    from crr_worker.resync import resync
+    from crr_worker.resync_progress import ResyncError, ResyncRefused
 
     stop = _stop_on_signals()
     try:
-        counts = resync(config, args.bucket, args.site, args.since, stop)
+        counts = resync(config, args.bucket, args.site, args.since, stop, every=args.every)
     except ResyncError as exc:
         print("crr-worker resync: %s" % exc, file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, ResyncRefused) else EXIT_FATAL

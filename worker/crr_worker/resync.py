@@ -1,13 +1,13 @@
-"""`crr-worker resync`: a CloudServer bucket's versions that still wait for a site, queued again.
+"""`crr-worker resync`: a bucket's versions queued again for the sites its replication sends them to.
+
+An s3 source (resync_s3): every version, whatever the ledger says, as `mc replicate resync` does.
 
 A CloudServer source's only feed is its metadata log, read from a checkpoint: versions written before the
 populator first read it, or whose entries were lost, stay PENDING in their metadata for good, and FAILED ones
 stay FAILED. resync lists the bucket's versions, reads each one's ObjectMD (`GET /_/backbeat/metadata` with the
 listing's wire-form version id) and publishes, as new entries carrying that ObjectMD, those whose backend for a
-served site is PENDING or FAILED, each followed by its PENDING marks, as the populator publishes.
-
-An s3 source is refused: it has no ObjectMD to tell what waits, its populator's scan already queues every version
-the ledger does not know, and `crr-worker retry` re-queues the FAILED ones.
+served site is PENDING or FAILED (with `every`, `--all`: whatever their status), each followed by its PENDING
+marks, as the populator publishes.
 """
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
-
-from botocore.exceptions import ClientError
 
 from crr_worker.aws import load_keys
 from crr_worker.backbeat_routes import BackbeatClient
@@ -33,7 +26,9 @@ from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.logs import log
 from crr_worker.registry import make_source
-from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
+from crr_worker.resync_progress import Counts, Progress, ResyncError, ResyncRefused, listing
+from crr_worker.resync_s3 import resync_s3
+from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries
 from crr_worker.sources.base import VersionInfo
 
 LOG = logging.getLogger("crr_worker.resync")
@@ -44,41 +39,40 @@ OLDER = "older than --since"  # what the reader answers for a version it does no
 CREDENTIALS_KEY = "extensions.replication.source.credentials"
 
 
-class ResyncError(Exception):
-    """The resync cannot go on: the message says what failed."""
-
-
-class ResyncRefused(ResyncError):
-    """The config's source is not one resync can read (a usage error, not a failure)."""
-
-
-@dataclass
-class Counts:
-    listed: int = 0
-    queued: int = 0
-    gone: int = 0  # deleted between the listing and the metadata read
-
-
-def waiting_sites(metadata: dict, sites: frozenset[str]) -> tuple[str, ...]:
-    """The sites among `sites` that the version still has to reach: its backends PENDING or FAILED."""
+def waiting_sites(metadata: dict, sites: frozenset[str], every: bool = False) -> tuple[str, ...]:
+    """The sites among `sites` that the version still has to reach: its backends PENDING or FAILED (`every`:
+    every backend, whatever its status)."""
     backends = (metadata.get("replicationInfo") or {}).get("backends") or []
-    return tuple(b["site"] for b in backends if b.get("status") in WAITING and b.get("site") in sites)
+    return tuple(b["site"] for b in backends if (every or b.get("status") in WAITING) and b.get("site") in sites)
 
 
 def resync(config: WorkerConfig, bucket: str, site: str | None = None, since: datetime | None = None,
-           stop: threading.Event | None = None, progress: Progress | None = None) -> Counts:
-    """Queue again the versions of `bucket` (last modified at or after `since`) waiting for `site` (default:
-    every site of the config); stops after the batch in hand when `stop` is set."""
-    if not config.cloudserver_source:
-        raise ResyncRefused("resync needs a CloudServer source (queuePopulator.logSource dmd or bucketd): an s3 "
-                            "source's populator scan already queues every version the ledger does not know, and "
-                            "`crr-worker retry` the FAILED ones")
+           stop: threading.Event | None = None, progress: Progress | None = None, every: bool = False) -> Counts:
+    """Queue again the versions of `bucket` (last modified at or after `since`) for `site` (default: every site
+    of the config): an s3 source's every version, a CloudServer source's waiting ones (`every`: all of those
+    its metadata sends to a site); stops after the batch in hand when `stop` is set."""
+    if every and not config.cloudserver_source:
+        raise ResyncRefused("--all is for a CloudServer source, whose resync otherwise takes only the versions its "
+                            "metadata shows PENDING or FAILED: an s3 source's resync queues every version already")
     sites = frozenset(s.site for s in (config.sites if site is None else (config.site(site),)))
+    stop, progress, counts = stop or threading.Event(), progress or Progress(), Counts()
+    if config.cloudserver_source:
+        _resync_cloudserver(config, bucket, sites, since, stop, progress, counts, every)
+    else:
+        resync_s3(config, bucket, sites, since, stop, progress, counts)
+    progress.done(counts)
+    log(LOG, logging.INFO, "resync done", bucket=bucket, listed=counts.listed, queued=counts.queued,
+        gone=counts.gone, stopped=stop.is_set())
+    return counts
+
+
+def _resync_cloudserver(config: WorkerConfig, bucket: str, sites: frozenset[str], since: datetime | None,
+                        stop: threading.Event, progress: Progress, counts: Counts, every: bool) -> None:
+    """The versions whose ObjectMD shows a site of `sites` waiting (`every`: named at all), queued again."""
     keys = load_keys(config.source.credentials, CREDENTIALS_KEY)
     if not keys:
         raise ConfigError(CREDENTIALS_KEY, "resync reads metadata through /_/backbeat routes: set the file and "
                           "profile of the replication service account")
-    stop, progress, counts = stop or threading.Event(), progress or Progress(), Counts()
     ensure_topics(config)
     source = make_source(config, notifications=False)
     client = BackbeatClient(config.source.endpoint, config.source.region, keys, METADATA_READERS,
@@ -86,13 +80,13 @@ def resync(config: WorkerConfig, bucket: str, site: str | None = None, since: da
     producer = make_producer(config)
     readers = ThreadPoolExecutor(METADATA_READERS, thread_name_prefix="resync-read")
     try:
-        versions = _listing(source, bucket)
+        versions = listing(source, bucket)
         read = _reader(client, config, since, stop)
         while not stop.is_set() and (batch := list(itertools.islice(versions, BATCH))):
             entries = []
             for version, metadata in zip(batch, readers.map(read, batch)):
                 counts.listed += 1
-                entries += _entry(version, metadata, sites, counts)
+                entries += _entry(version, metadata, sites, counts, every)
                 progress.update(counts)
             _publish(config, producer, entries)
             counts.queued += len(entries)
@@ -103,18 +97,6 @@ def resync(config: WorkerConfig, bucket: str, site: str | None = None, since: da
         producer.close(timeout=10)
         client.close()
         source.close()
-    progress.done(counts)
-    log(LOG, logging.INFO, "resync done", bucket=bucket, listed=counts.listed, queued=counts.queued,
-        gone=counts.gone, stopped=stop.is_set())
-    return counts
-
-
-def _listing(source, bucket: str) -> Iterator[VersionInfo]:
-    """The bucket's versions, each key's oldest first; ResyncError when the bucket cannot be listed."""
-    try:
-        yield from source.list_versions(bucket)
-    except ClientError as exc:
-        raise ResyncError("cannot list the versions of bucket %s: %s" % (bucket, describe(exc))) from exc
 
 
 def _reader(client: BackbeatClient, config: WorkerConfig, since: datetime | None, stop: threading.Event):
@@ -132,15 +114,15 @@ def _reader(client: BackbeatClient, config: WorkerConfig, since: datetime | None
     return read
 
 
-def _entry(version: VersionInfo, metadata: dict | str | None, sites: frozenset[str],
-           counts: Counts) -> list[ReplicationEntry]:
+def _entry(version: VersionInfo, metadata: dict | str | None, sites: frozenset[str], counts: Counts,
+           every: bool) -> list[ReplicationEntry]:
     """The new entry of a version whose metadata shows a served site waiting, as a list of none or one."""
     if metadata is None:
         counts.gone += 1
         return []
     if metadata is OLDER:
         return []
-    wanted = waiting_sites(metadata, sites)
+    wanted = waiting_sites(metadata, sites, every)
     if not wanted:
         return []
     return [ReplicationEntry.from_object_md(version.bucket, version.key, json.dumps(metadata), wanted)]
@@ -153,40 +135,3 @@ def _publish(config: WorkerConfig, producer, entries: list[ReplicationEntry]) ->
     send_all(producer, config.topic, [e.to_kafka() for e in entries])
     marks = [StatusEntry(e, site, PENDING) for e in entries for site in e.sites]
     send_all(producer, config.status_topic, [m.to_kafka() for m in marks])
-
-
-class Progress:
-    """`listed N, queued M, X versions/s`: redrawn in place on a terminal at most every 0.5 s, otherwise logged
-    every 10 s (a journal would keep every redraw)."""
-
-    def __init__(self, stream: TextIO | None = None, clock=time.monotonic):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.every_s = 0.5 if self.tty else 10.0
-        self.clock = clock
-        self.started = self.shown = clock()
-        self.width = 0
-
-    def update(self, counts: Counts) -> None:
-        now = self.clock()
-        if now - self.shown >= self.every_s:
-            self.shown = now
-            self._show(counts, now)
-
-    def done(self, counts: Counts) -> None:
-        """The last state; on a terminal the line is ended so that the summary starts on its own."""
-        if self.tty:
-            self._show(counts, self.clock())
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def _show(self, counts: Counts, now: float) -> None:
-        rate = counts.listed / max(now - self.started, 1e-6)
-        if not self.tty:
-            log(LOG, logging.INFO, "resync progress", listed=counts.listed, queued=counts.queued,
-                versions_per_s=round(rate, 1))
-            return
-        line = "listed %d, queued %d, %.0f versions/s" % (counts.listed, counts.queued, rate)
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-        self.width = len(line)
