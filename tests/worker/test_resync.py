@@ -296,6 +296,14 @@ def test_resync_of_an_s3_bucket_since_a_time_queues_only_the_versions_modified_f
 
 
 @pytest.mark.integration
+def test_resync_of_an_s3_bucket_without_replication_rules_says_so(pair):
+    result = pair.workers.run("resync", "--bucket", "no-such-bucket-%s" % uuid.uuid4().hex[:8])
+
+    assert result.returncode == 1
+    assert "has no enabled replication rule" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.integration
 def test_resync_of_an_s3_bucket_logs_its_progress_every_ten_seconds(pair, caplog):
     """A clock moving 6 s at each reading: versions 2 and 4 are listed 12 and 24 s in, a log line due each time."""
     put_versions(pair, ["p1", "p2", "p3", "p4"])

@@ -13,12 +13,15 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from botocore.exceptions import ClientError
+
 from crr_worker.config import WorkerConfig
 from crr_worker.kafka_io import ensure_topics, make_producer
 from crr_worker.ledger import KnownVersions
 from crr_worker.populator import Populator, ScanProgress
 from crr_worker.registry import make_source
 from crr_worker.resync_progress import Counts, Progress, ResyncError, listing
+from crr_worker.retry import describe
 from crr_worker.sources.base import VersionInfo
 
 
@@ -43,7 +46,7 @@ def resync_s3(config: WorkerConfig, bucket: str, sites: frozenset[str], since: d
     populator = Populator(config, source, stop)
     populator.known = OtherSitesKnown(sites)
     try:
-        replication = source.replication(bucket)
+        replication = _replication(source, bucket)
         if replication is None or not replication.enabled:
             raise ResyncError("bucket %s has no enabled replication rule: nothing sends its versions to a site "
                                "(see `aws s3api get-bucket-replication --bucket %s`)" % (bucket, bucket))
@@ -55,6 +58,15 @@ def resync_s3(config: WorkerConfig, bucket: str, sites: frozenset[str], since: d
         if populator.producer is not None:
             populator.producer.close(timeout=10)
         source.close()
+
+
+def _replication(source, bucket: str):
+    """The bucket's replication rules (None without any); ResyncError when they cannot be read."""
+    try:
+        return source.replication(bucket)
+    except ClientError as exc:
+        raise ResyncError("cannot read the replication configuration of bucket %s: %s (the source credentials need "
+                          "s3:GetReplicationConfiguration)" % (bucket, describe(exc))) from exc
 
 
 def _counted(versions: Iterable[VersionInfo], since: datetime | None, stop: threading.Event, progress: Progress,
