@@ -6,9 +6,12 @@ versions of the same key (they are applied in offset order). A record's offset i
 outcome (COMPLETED or FAILED) is acknowledged by Kafka, and only as part of a contiguous run of done offsets,
 so a crash re-does work and never loses it; the target's idempotence check makes re-doing harmless.
 
-All bookkeeping lives on the thread that polls Kafka; worker threads only copy and report back through a queue.
-That thread publishes the outcomes of every copy finished since its last turn together (send all, flush once,
-check each), and only then counts them done and starts the next version of their keys.
+The Processor is the engine: it polls, keeps a key's versions in order, publishes outcomes and commits. The work
+is crr_worker.replicator's: copying threads turn a record into its outcome and report back through a queue. The
+bookkeeping is done by the polling thread, and by the rebalance listener, which kafka-python calls on its own IO
+thread: both hold `self.bookkeeping` while they touch it, and the polling thread releases it while it waits in
+poll(). The polling thread publishes the outcomes of every copy finished since its last turn together (send all,
+flush once, check each), and only then counts them done and starts the next version of their keys.
 
 An outage of the site (crr_worker.outage) is shared by the copying threads: while the site is held, fetching is
 paused like under backpressure and copies wait for the site instead of spending their tries.
@@ -29,11 +32,10 @@ from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
 from crr_worker.control import ControlWatch
-from crr_worker.entries import COMPLETED, FAILED, EntryError, ReplicationEntry, StatusEntry, now_ms
+from crr_worker.entries import StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
 from crr_worker.logs import log
-from crr_worker.outage import SiteHold
-from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
+from crr_worker.replicator import Replicator
 from crr_worker.sources.base import Source
 from crr_worker.targets.base import Target
 
@@ -106,7 +108,8 @@ class Processor:
     def __init__(self, config: WorkerConfig, site: str, source: Source, target: Target, stop: threading.Event):
         self.config = config
         self.site = config.site(site)
-        self.source, self.target, self.stop = source, target, stop
+        self.work = Replicator(config, site, source, target, stop)
+        self.stop = stop
         self.settings = config.queue_processor
         self.group_id = self.settings.group_id(self.site.site)
         self.max_outstanding = self.settings.concurrency * 4
@@ -120,13 +123,12 @@ class Processor:
         self.finished: queue.Queue = queue.Queue()
         self.unpublished: list[tuple[_Record, StatusEntry]] = []  # finished, outcome not yet acknowledged
         self.publish_after = 0.0
-        self.counts = {"completed": 0, "failed": 0, "skipped": 0, "bytes": 0}
+        self.bookkeeping = threading.RLock()  # the polling thread's, and the rebalance listener's (module docstring)
         self.consumer = None
         self.producer = None
         self.pool = None
         self.control = ControlWatch(config)
         self.paused = False  # by the operator (pause/resume API), for every processor of the site
-        self.hold = SiteHold(self.site.site, stop)  # set while the site is down (an outage, not a failure)
 
     def run(self) -> None:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
@@ -144,18 +146,21 @@ class Processor:
         last_commit = last_control = time.monotonic()
         try:
             while not self.stop.is_set():
-                if time.monotonic() - last_control >= CONTROL_INTERVAL_S:
-                    self._follow_control()
-                    last_control = time.monotonic()
-                self._collect_finished(block_s=0)
-                blocked = self._apply_backpressure()
+                with self.bookkeeping:
+                    if time.monotonic() - last_control >= CONTROL_INTERVAL_S:
+                        self._follow_control()
+                        last_control = time.monotonic()
+                    self._collect_finished(block_s=0)
+                    blocked = self._apply_backpressure()
                 timeout_ms = 0 if blocked else BUSY_POLL_MS if self.in_flight else 200
-                for partition, messages in self.consumer.poll(timeout_ms=timeout_ms).items():
-                    for message in messages:
-                        self._accept(_Record(partition, message.offset, message.key or b"", message.value))
-                if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
-                    self._commit()
-                    last_commit = time.monotonic()
+                polled = self.consumer.poll(timeout_ms=timeout_ms)  # the rebalance listener may run meanwhile
+                with self.bookkeeping:
+                    for partition, messages in polled.items():
+                        for message in messages:
+                            self._accept(_Record(partition, message.offset, message.key or b"", message.value))
+                    if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
+                        self._commit()
+                        last_commit = time.monotonic()
         finally:
             self._shutdown()
 
@@ -171,7 +176,8 @@ class Processor:
         self.in_flight += 1
         self.running_keys.add(record.key)
         revoked = self.revocations.setdefault(record.partition, threading.Event())
-        future = self.pool.submit(self._process, record, _GiveUp(self.stop, revoked))
+        where = "partition %d offset %d" % (record.partition.partition, record.offset)
+        future = self.pool.submit(self.work.process, record.value, where, _GiveUp(self.stop, revoked))
         future.add_done_callback(lambda f, r=record: self.finished.put((r, f)))
 
     def _collect_finished(self, block_s: float) -> None:
@@ -285,66 +291,13 @@ class Processor:
         assigned = self.consumer.assignment()
         if not assigned:
             return False
-        if self.paused or self.hold.held or self._outstanding() >= self.max_outstanding:
+        if self.paused or self.work.hold.held or self._outstanding() >= self.max_outstanding:
             self.consumer.pause(*assigned)
             self._collect_finished(block_s=0.2)
             return True
         if self.consumer.paused():
             self.consumer.resume(*assigned)
         return False
-
-    def _process(self, record: _Record, give_up: _GiveUp) -> StatusEntry | bool:
-        """Replicate one record: its outcome to publish; True when there is none (done), False when abandoned."""
-        try:
-            entry = ReplicationEntry.from_kafka(record.value)
-        except EntryError as exc:
-            log(LOG, logging.ERROR, "skipping a message that is not a replication entry", offset=record.offset,
-                partition=record.partition.partition, error=str(exc))
-            return True
-        if self.site.site not in entry.sites:
-            return True
-        try:
-            status = self._replicate(entry, give_up)
-        except Stopped:
-            return False
-        return status
-
-    def _replicate(self, entry: ReplicationEntry, give_up: _GiveUp) -> StatusEntry:
-        """The outcome of replicating `entry` within the site's retry budget."""
-        def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-            log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
-                version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
-
-        try:  # the probe tells an outage of the site from an error of the version (crr_worker.outage)
-            written = call_with_retries(lambda: self.target.replicate(entry, self.source, give_up),
-                                        self.site.retry, give_up, on_retry=on_retry,
-                                        hold=self.hold, probe=lambda: self.target.probe(entry))
-        except ReplicationFailed as exc:
-            return self._failed(entry, exc.reason, exc.transient)
-        except Stopped:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug must still end as a visible FAILED, not a silent skip
-            LOG.exception("unexpected error")
-            return self._failed(entry, "internal error: %s" % describe(exc))
-        self.counts["skipped" if written.skipped else "completed"] += 1
-        self.counts["bytes"] += written.bytes_copied
-        return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
-
-    def _failed(self, entry: ReplicationEntry, reason: str, transient: bool = False) -> StatusEntry:
-        """FAILED with the reason and where; when the reason may pass and replays are left, with the time of the
-        automatic replay (the status processor re-queues it then)."""
-        replay = self.config.replay
-        replay_at = 0
-        if transient and entry.replay_count < replay.retries:
-            replay_at = now_ms() + replay.delay_ms(entry.replay_count)
-        try:
-            where = "target bucket %s on site %s" % (self.target.destination(entry), self.site.site)
-        except ReplicationFailed:
-            where = "site %s" % self.site.site
-        self.counts["failed"] += 1
-        log(LOG, logging.ERROR, "replication failed", site=self.site.site, bucket=entry.bucket, key=entry.key,
-            version_id=entry.version_id, reason=reason, replay_at=replay_at)
-        return StatusEntry(entry, self.site.site, FAILED, reason="%s [%s]" % (reason, where), replay_at=replay_at)
 
     def _commit(self) -> None:
         offsets = {}
@@ -399,17 +352,21 @@ class Processor:
         self.rewind.clear()  # a partition that went to another member: its owner reads from the committed offset
 
     def _shutdown(self) -> None:
+        """Finish (bounded) what is in flight, commit what is done, then close: not holding the bookkeeping lock,
+        since leaving the group may call the rebalance listener."""
         self.stop.set()
-        if self.pool is not None:
-            self.drain(SHUTDOWN_GRACE_S)
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        with self.bookkeeping:
+            if self.pool is not None:
+                self.drain(SHUTDOWN_GRACE_S)
+                self.pool.shutdown(wait=False, cancel_futures=True)
+            if self.consumer is not None:
+                self._commit()
         if self.consumer is not None:
-            self._commit()
             self.consumer.close(autocommit=False)
         if self.producer is not None:
             self.producer.close(timeout=5)
         self.control.close()
-        log(LOG, logging.INFO, "processor stopped", site=self.site.site, **self.counts)
+        log(LOG, logging.INFO, "processor stopped", site=self.site.site, **self.work.counts)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -427,18 +384,20 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         processor = self.processor
-        processor.holding = True
-        try:
-            if not processor.hold.held:
-                processor.drain(REVOKE_DRAIN_S)
-            processor.forget(revoked)
-        finally:
-            processor.holding = False
-        processor.restart_waiting()
+        with processor.bookkeeping:
+            processor.holding = True
+            try:
+                if not processor.work.hold.held:
+                    processor.drain(REVOKE_DRAIN_S)
+                processor.forget(revoked)
+            finally:
+                processor.holding = False
+            processor.restart_waiting()
 
     def on_partitions_assigned(self, assigned):
-        self.processor.rewind_kept(assigned)
-        if (self.processor.paused or self.processor.hold.held) and assigned:
-            self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused or held site
+        with self.processor.bookkeeping:
+            self.processor.rewind_kept(assigned)
+            if (self.processor.paused or self.processor.work.hold.held) and assigned:
+                self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused/held site
         log(LOG, logging.INFO, "partitions assigned", site=self.processor.site.site,
             partitions=sorted(p.partition for p in assigned))
