@@ -3,6 +3,9 @@ status processor's standings are the latest of each key."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import pytest
 from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
@@ -55,5 +58,20 @@ def test_read_standings_keeps_the_latest_standing_of_every_ledger_key(pair):
     done = statuses(["v1"], COMPLETED)
     write(config, first + done)
     standings = read_standings(config)
-    assert standings == {key_digest(done[0].ledger_key): done[0].standing,
-                         key_digest(first[1].ledger_key): first[1].standing}
+    assert dict(standings.items()) == {key_digest(done[0].ledger_key): done[0].standing,
+                                       key_digest(first[1].ledger_key): first[1].standing}
+
+
+def test_standings_are_an_on_disk_store_rebuilt_from_the_ledger_at_each_read(pair, tmp_path):
+    config = replace(pair.load(), state_dir=str(tmp_path))
+    ensure_topics(config)
+    write(config, statuses(["v1"], PENDING))
+    first = read_standings(config)
+    first[key_digest(b"not in the ledger")] = first[key_digest(statuses(["v1"], PENDING)[0].ledger_key)]
+    first.commit()
+    assert os.path.dirname(first.directory) == str(tmp_path) and len(first) == 2
+    write(config, statuses(["v2"], COMPLETED))
+    second = read_standings(config)  # a restart, or a rebalance: the ledger alone, nothing the first store held
+    assert sorted(dict(second.items())) == sorted(key_digest(s.ledger_key) for s in statuses(["v1", "v2"], PENDING))
+    first.close()
+    assert not os.path.exists(first.directory) and len(second) == 2

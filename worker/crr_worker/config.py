@@ -197,6 +197,7 @@ class WorkerConfig:
     api: ApiConfig
     log_level: str
     replay: ReplayPolicy = ReplayPolicy()
+    state_dir: str | None = None  # `stateDir`: where the on-disk caches of the ledger go (None: the temp dir)
 
     @property
     def cloudserver_source(self) -> bool:
@@ -368,6 +369,7 @@ def _worker_config(root: _Section) -> WorkerConfig:
         api=_api(root.section("api")),
         replay=_replay(replication.section("replay")),
         log_level=root.section("log").text("logLevel", "info", choices=("debug", "info", "warning", "error")),
+        state_dir=root.text("stateDir"),
     )
 
 

@@ -15,9 +15,10 @@ from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import FAILED, EntryError, Standing, StatusEntry, key_digest, ledger_key
+from crr_worker.entries import FAILED, EntryError, StatusEntry, key_digest, ledger_key
 from crr_worker.kafka_io import make_consumer
 from crr_worker.logs import log
+from crr_worker.store import DigestStore, digest_set, standings_store
 
 LOG = logging.getLogger("crr_worker.ledger")
 
@@ -61,9 +62,15 @@ def read_existing_ledger(config: WorkerConfig, connect_timeout_s: float = 10.0, 
 
 
 def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
-                   ) -> dict[bytes, Standing]:
-    """The standing of every status in the ledger, by key digest (apply_standings), as read_ledger reads it."""
-    return _read_whole(config, apply_standings, stop, timeout_s)
+                   ) -> DigestStore:
+    """The standing of every status in the ledger, by key digest (apply_standings), as read_ledger reads it: in a
+    new on-disk store under stateDir, rebuilt at each read (store.py)."""
+    standings = standings_store(config.state_dir)
+    try:
+        return _read_whole(config, apply_standings, stop, timeout_s, standings)
+    except BaseException:
+        standings.close()
+        raise
 
 
 def read_whole(config: WorkerConfig, apply, stop: threading.Event | None = None, timeout_s: float = 120.0) -> dict:
@@ -71,11 +78,12 @@ def read_whole(config: WorkerConfig, apply, stop: threading.Event | None = None,
     return _read_whole(config, apply, stop, timeout_s)
 
 
-def _read_whole(config: WorkerConfig, apply, stop: threading.Event | None, timeout_s: float) -> dict:
-    """apply(state, records) over the ledger to its end, one poll at a time: the records are never all in memory."""
+def _read_whole(config: WorkerConfig, apply, stop: threading.Event | None, timeout_s: float, state=None):
+    """apply(state, records) over the ledger to its end, one poll at a time: the records are never all in memory.
+    `state` is a new dict unless given (a store)."""
     reader = LedgerReader(config, stop, timeout_s)
     try:
-        state: dict = {}
+        state = {} if state is None else state
         for records in reader.batches_to_end(stop, timeout_s):
             apply(state, records)
         return state
@@ -137,14 +145,16 @@ def apply_records(state: dict[bytes, StatusEntry], records: list[tuple[bytes, by
     return stored
 
 
-def apply_standings(standings: dict[bytes, Standing], records: list[tuple[bytes, bytes | None]]) -> None:
+def apply_standings(standings, records: list[tuple[bytes, bytes | None]]) -> None:
     """apply_records keeping only what decides which status wins, under the key's digest: the status processor's
-    view of the ledger, about a fifth of the statuses' memory (tests/bench/ledger_memory.py)."""
+    view of the ledger, in a dict or a DigestStore (committed once per poll)."""
     for key, value in records:
         if value is None:
             standings.pop(key_digest(key), None)
         elif (status := _status(value)) is not None:
             standings[key_digest(key)] = status.standing
+    if isinstance(standings, DigestStore):
+        standings.commit()
 
 
 def _status(value: bytes) -> StatusEntry | None:
@@ -194,14 +204,16 @@ def failed(state: dict[bytes, StatusEntry], site: str | None = None, bucket: str
 
 class KnownVersions:
     """The (site, bucket, key, version id) of statuses seen, whatever their status, kept as 16-byte digests of
-    their ledger keys: the populator holds one for each version of every replicated bucket (about 100 B each,
-    against 400 B for the strings: tests/bench/ledger_memory.py)."""
+    their ledger keys in an on-disk store (store.py): the populator holds one for each version of every replicated
+    bucket, which in memory cost about 100 B each (tests/bench/ledger_memory.py)."""
 
-    def __init__(self):
-        self.digests: set[bytes] = set()
+    def __init__(self, state_dir: str | None = None):
+        self.digests = digest_set(state_dir)
 
     def learn(self, statuses: Iterable[StatusEntry]) -> None:
-        self.digests.update(key_digest(s.ledger_key) for s in statuses)
+        for status in statuses:
+            self.digests[key_digest(status.ledger_key)] = b""
+        self.digests.commit()
 
     def __contains__(self, ids: tuple[str, str, str, str]) -> bool:
         return key_digest(ledger_key(*ids)) in self.digests
@@ -209,3 +221,5 @@ class KnownVersions:
     def __len__(self) -> int:
         return len(self.digests)
 
+    def close(self) -> None:
+        self.digests.close()

@@ -86,7 +86,7 @@ class Populator:
         self.source = source
         self.stop = stop
         self.rules: dict[str, _CachedRules] = {}
-        self.known = KnownVersions()
+        self.known = KnownVersions(config.state_dir)  # on disk: one digest per known version
         # bucket -> (its rules, {version ids: rule}) for versions whose rule needed their tags
         self.decisions: dict[str, tuple] = {}
         self.producer = None

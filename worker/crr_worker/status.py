@@ -14,12 +14,13 @@ from typing import Protocol
 from kafka import ConsumerRebalanceListener, KafkaProducer
 
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import PENDING, EntryError, Standing, StatusEntry, key_digest
+from crr_worker.entries import PENDING, EntryError, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
 from crr_worker.replay import Replays
 from crr_worker.retry import describe, is_retryable
+from crr_worker.store import standings_store
 
 LOG = logging.getLogger("crr_worker.status")
 SINK_MAX_BACKOFF_S = 30.0
@@ -41,7 +42,7 @@ class StatusProcessor:
         self.config = config
         self.stop = stop
         self.sink = sink
-        self.standings: dict[bytes, Standing] = {}
+        self.standings = standings_store(config.state_dir)  # on disk (store.py), rebuilt from the ledger
         self.replays = Replays()
         self.consumer = None
         self.written = 0
@@ -76,7 +77,8 @@ class StatusProcessor:
     def reload(self, assigned=()) -> None:
         """Re-read the ledger: after a rebalance, other members may have written what we now own; and the replays
         waiting in the status partitions now ours."""
-        self.standings = read_standings(self.config, self.stop)
+        previous, self.standings = self.standings, read_standings(self.config, self.stop)
+        previous.close()
         if self.config.replay.retries and self.consumer is not None:
             partitions = len(self.consumer.partitions_for_topic(self.config.status_topic) or ()) or 1
             owned = {tp.partition for tp in assigned if tp.topic == self.config.status_topic}
