@@ -1,5 +1,5 @@
-"""The on-disk store of per-version state: a dict's behaviour, values kept on disk for the run, and a fresh file
-at each start so that what a previous run left is never read."""
+"""The on-disk stores of per-version state: a dict's behaviour, values kept on disk for the run, a fresh file at
+each start so that what a previous run left is never read, and the API's queries answered as from memory."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import threading
 
 import pytest
 from crr_worker.config import ConfigError
-from crr_worker.entries import Standing
-from crr_worker.store import BATCH, DigestStore, digest_set, standings_store
+from crr_worker.entries import COMPLETED, FAILED, PENDING, ReplicationEntry, Standing, StatusEntry
+from crr_worker.ledger import apply_records, apply_to_store, failed, find
+from crr_worker.metrics import render_pending_age, render_states
+from crr_worker.store import BATCH, DigestStore, StatusStore, digest_set, standings_store
 
 
 def digest(n: int) -> bytes:
@@ -80,3 +82,32 @@ def test_an_unwritable_state_dir_is_a_config_error_naming_state_dir(tmp_path):
     with pytest.raises(ConfigError) as raised:
         digest_set(str(missing))
     assert "stateDir" in str(raised.value) and str(missing) in str(raised.value)
+
+
+def _statuses() -> list[StatusEntry]:
+    def entry(bucket, key, version, enqueued_at=0):
+        return ReplicationEntry(bucket=bucket, key=key, version_id=version, sites=("s1", "s2"), enqueued_at=enqueued_at)
+    return [StatusEntry(entry("b", "k", "v1", 100), "s1", PENDING, updated_at=150),
+            StatusEntry(entry("b", "k", "v1", 100), "s2", FAILED, reason="x", updated_at=300),
+            StatusEntry(entry("b", "k", "v2", 200), "s1", FAILED, reason="y", updated_at=250),
+            StatusEntry(entry("b", "other", "v1"), "s1", PENDING, updated_at=50),
+            StatusEntry(entry("c", "k", "v1", 400), "s2", COMPLETED, target_version_id="t", updated_at=450)]
+
+
+def test_the_api_store_answers_find_failed_and_tallies_as_the_statuses_in_memory_do(tmp_path):
+    records = [(s.ledger_key, s.to_kafka()[1]) for s in _statuses()]
+    gone = StatusEntry(ReplicationEntry(bucket="b", key="gone", version_id="v", sites=("s1",)), "s1", FAILED)
+    records += [(gone.ledger_key, gone.to_kafka()[1]), (gone.ledger_key, None)]  # written, then a tombstone
+    store, memory = StatusStore(str(tmp_path)), {}
+    assert apply_to_store(store, records) == apply_records(memory, records)
+    assert len(store) == len(memory) == 5
+    for arguments in [("b", "k"), ("b", "k", "v1"), ("b", "k", None, "s2"), ("b", "gone"), ("x", "k")]:
+        assert store.find(*arguments) == find(memory, *arguments)
+    for arguments in [(), ("s1",), ("s2", "b"), (None, "b", "k", "v2"), (None, "c")]:
+        assert store.failed(*arguments) == failed(memory, *arguments)
+    versions, oldest_pending = store.tallies()
+    assert render_states(versions, {}, ["s1", "s2"], True) == render_states(list(memory.values()), {}, ["s1", "s2"],
+                                                                            True)
+    assert [(s.site, s.entry.key) for s in oldest_pending] == [("s1", "other")]
+    assert render_pending_age(oldest_pending, ["s1", "s2"], 1.0) == render_pending_age(list(memory.values()),
+                                                                                     ["s1", "s2"], 1.0)

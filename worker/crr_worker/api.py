@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -26,10 +27,11 @@ from crr_worker.config import ConfigError, WorkerConfig
 from crr_worker.control import ControlWatch, set_paused
 from crr_worker.entries import StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer
-from crr_worker.ledger import LedgerReader, apply_records, failed, find
+from crr_worker.ledger import LedgerReader, apply_to_store
 from crr_worker.logs import log
 from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_pending_age, render_states
 from crr_worker.status import requeue
+from crr_worker.store import StatusStore
 
 LOG = logging.getLogger("crr_worker.api")
 MAX_HANDLERS = 8
@@ -70,13 +72,14 @@ class ApiTopics:
 
 
 class LedgerFollower:
-    """The ledger and the sites' pause states as they are now, kept by one thread; readers query under its lock."""
+    """The ledger and the sites' pause states as they are now, kept by one thread; readers query under its lock.
+    The statuses are on disk (store.py), in a store rebuilt from the ledger at each start of the follower."""
 
     def __init__(self, config: WorkerConfig, topics: ApiTopics, metrics: ReplicationMetrics,
                  stop: threading.Event):
         self.config, self.topics, self.metrics, self.stop = config, topics, metrics, stop
         self.lock = threading.Lock()
-        self.state: dict[bytes, StatusEntry] = {}
+        self.state = StatusStore(config.state_dir)
         self.paused: dict[str, bool] = {}
         self.ready = threading.Event()  # set once the ledger was read to the end it had at start
         self.thread = threading.Thread(target=self._run, name="ledger-follower", daemon=True)
@@ -87,9 +90,10 @@ class LedgerFollower:
     def join(self, timeout_s: float) -> None:
         self.thread.join(timeout_s)
 
-    def statuses(self) -> list[StatusEntry]:
+    def tallies(self) -> tuple[Iterator[StatusEntry], list[StatusEntry]]:
+        """StatusStore.tallies under the lock (the metrics' inputs, read in SQL: no status per version loaded)."""
         with self.lock:
-            return list(self.state.values())
+            return self.state.tallies()
 
     def query(self, select, *arguments):
         """select(ledger, *arguments) on the ledger as it is now, under the lock: no copy of it per request."""
@@ -117,12 +121,13 @@ class LedgerFollower:
         try:
             control.load(self.stop)
             with self.lock:
-                self.state = {}
+                previous, self.state = self.state, StatusStore(self.config.state_dir)
+            previous.close()
             self.metrics.reset()
             while not self.stop.is_set():
                 records = reader.poll()
                 with self.lock:
-                    stored = apply_records(self.state, records)
+                    stored = apply_to_store(self.state, records)
                 for status in stored:
                     self.metrics.observe(status)
                 control.refresh()
@@ -218,13 +223,14 @@ class Api:
             log(LOG, logging.WARNING, "cannot read consumer lag", error=str(exc))
             lags, available = [], False
         lines += render_lag(lags, available)
-        statuses, sites = self.follower.statuses(), [s.site for s in self.config.sites]
-        lines += render_states(statuses, self.follower.paused_sites(), sites, self.follower.ready.is_set())
-        lines += render_pending_age(statuses, sites, time.time())
+        versions, oldest_pending = self.follower.tallies()
+        sites = [s.site for s in self.config.sites]
+        lines += render_states(versions, self.follower.paused_sites(), sites, self.follower.ready.is_set())
+        lines += render_pending_age(oldest_pending, sites, time.time())
         return Reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
 
     def failed_list(self, query: dict) -> Reply:
-        found = self._query(failed, query.get("site"), query.get("bucket"))
+        found = self._query(StatusStore.failed, query.get("site"), query.get("bucket"))
         return Reply(200, [s.to_dict() for s in found])
 
     def failed_retry(self, body: object) -> Reply:
@@ -238,13 +244,13 @@ class Api:
             return Reply(400, {"error": 'give {"all": true} or a bucket (with key and versionId to pick one)'})
         if chosen["site"]:
             self.config.site(chosen["site"])
-        statuses = self._query(failed, chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
+        statuses = self._query(StatusStore.failed, chosen["site"], chosen["bucket"], chosen["key"], chosen["versionId"])
         count = requeue(self.config, self._writer(), statuses)
         log(LOG, logging.INFO, "re-queued failed versions", count=count, **{k: v for k, v in chosen.items() if v})
         return Reply(200, {"requeued": count})
 
     def object_status(self, bucket: str, key: str, query: dict) -> Reply:
-        found = self._query(find, bucket, key, query.get("versionId"), query.get("site"))
+        found = self._query(StatusStore.find, bucket, key, query.get("versionId"), query.get("site"))
         if not found:
             return Reply(404, {"error": "no version of %s/%s known to the ledger" % (bucket, key)})
         return Reply(200, [s.to_dict() for s in found])

@@ -18,7 +18,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, EntryError, StatusEntry, key_digest, ledger_key
 from crr_worker.kafka_io import make_consumer
 from crr_worker.logs import log
-from crr_worker.store import DigestStore, digest_set, standings_store
+from crr_worker.store import DigestStore, StatusStore, digest_set, standings_store
 
 LOG = logging.getLogger("crr_worker.ledger")
 
@@ -147,14 +147,33 @@ def apply_records(state: dict[bytes, StatusEntry], records: list[tuple[bytes, by
 
 def apply_standings(standings, records: list[tuple[bytes, bytes | None]]) -> None:
     """apply_records keeping only what decides which status wins, under the key's digest: the status processor's
-    view of the ledger, in a dict or a DigestStore (committed once per poll)."""
+    view of the ledger, in a dict or a DigestStore (one statement and commit per poll)."""
+    latest = {}
     for key, value in records:
         if value is None:
+            latest.pop(key_digest(key), None)
             standings.pop(key_digest(key), None)
         elif (status := _status(value)) is not None:
-            standings[key_digest(key)] = status.standing
+            latest[key_digest(key)] = status.standing
+    standings.update(latest)
     if isinstance(standings, DigestStore):
         standings.commit()
+
+
+def apply_to_store(store: StatusStore, records: list[tuple[bytes, bytes | None]]) -> list[StatusEntry]:
+    """apply_records into the API's on-disk store, one statement and commit per poll; returns the statuses stored,
+    in order."""
+    stored, latest = [], {}
+    for key, value in records:
+        if value is None:
+            latest.pop(key, None)
+            store.pop(key)
+        elif (status := _status(value)) is not None:
+            latest[key] = (status, value)
+            stored.append(status)
+    store.put_many(latest)
+    store.commit()
+    return stored
 
 
 def _status(value: bytes) -> StatusEntry | None:
@@ -211,8 +230,7 @@ class KnownVersions:
         self.digests = digest_set(state_dir)
 
     def learn(self, statuses: Iterable[StatusEntry]) -> None:
-        for status in statuses:
-            self.digests[key_digest(status.ledger_key)] = b""
+        self.digests.update({key_digest(s.ledger_key): b"" for s in statuses})
         self.digests.commit()
 
     def __contains__(self, ids: tuple[str, str, str, str]) -> bool:

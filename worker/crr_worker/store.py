@@ -9,6 +9,7 @@ previous run is therefore never read, and cannot give a wrong answer.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -19,32 +20,63 @@ import weakref
 from collections.abc import Callable, Iterator
 
 from crr_worker.config import ConfigError
-from crr_worker.entries import Standing
+from crr_worker.entries import FAILED, PENDING, Standing, StatusEntry, key_digest
 
 BATCH = 500  # writes per transaction: one poll of the ledger
 
 _STANDING = struct.Struct("<qqq")
 
 
-class DigestStore:
-    """digest (bytes) -> value, with a dict's get, [], pop, in and len; values encoded to bytes on the way in.
+class _SqliteFile:
+    """One store's sqlite3 file, new at each start (see the module's docstring), written in grouped transactions:
+    one stays open for BATCH writes or until commit() (readers call it after each poll), so applying the ledger
+    costs one commit per poll, not per record. Reads see uncommitted writes. One thread at a time (the caller's
+    lock, or the one thread that owns the store)."""
 
-    Writes are grouped: a transaction stays open for BATCH writes or until commit() (a reader calls it after each
-    poll), so applying the ledger costs one sqlite commit per poll, not per record. Reads see uncommitted writes.
-    One thread at a time (the caller's lock, or the one thread that owns the store).
-    """
-
-    def __init__(self, name: str, directory: str | None = None, encode: Callable[[object], bytes] = bytes,
-                 decode: Callable[[bytes], object] = bytes):
-        self.encode, self.decode = encode, decode
+    def __init__(self, name: str, directory: str | None, schema: str):
         self.directory = _fresh_directory(name, directory)
         self.db = sqlite3.connect(os.path.join(self.directory, "store.sqlite"), isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")  # a cache: after a crash it is rebuilt, never read again
-        self.db.execute("CREATE TABLE store (digest BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        self.db.executescript(schema)
         self.uncommitted = 0
         self._finalizer = weakref.finalize(self, _remove, self.db, self.directory)
+
+    def commit(self) -> None:
+        """End the open transaction, if any."""
+        if self.uncommitted:
+            self.db.execute("COMMIT")
+            self.uncommitted = 0
+
+    def close(self) -> None:
+        """Close the file and remove it; the store is unusable afterwards."""
+        self._finalizer()
+
+    def _write(self, sql: str, parameters: tuple) -> None:
+        self._write_many(sql, [parameters])
+
+    def _write_many(self, sql: str, rows: list[tuple]) -> None:
+        """Rows written in the open transaction (begun if none): one executemany for a poll's records."""
+        if not rows:
+            return
+        if not self.uncommitted:
+            self.db.execute("BEGIN")
+        self.db.executemany(sql, rows)
+        self.uncommitted += len(rows)
+        if self.uncommitted >= BATCH:
+            self.commit()
+
+
+class DigestStore(_SqliteFile):
+    """digest (bytes) -> value, with a dict's get, [], pop, in, len and items; values encoded to bytes on the way
+    in, the digest the table's primary key."""
+
+    def __init__(self, name: str, directory: str | None = None, encode: Callable[[object], bytes] = bytes,
+                 decode: Callable[[bytes], object] = bytes):
+        super().__init__(name, directory, "CREATE TABLE store (digest BLOB PRIMARY KEY, value BLOB NOT NULL) "
+                                          "WITHOUT ROWID")
+        self.encode, self.decode = encode, decode
 
     def get(self, digest: bytes, default=None):
         row = self.db.execute("SELECT value FROM store WHERE digest = ?", (digest,)).fetchone()
@@ -57,7 +89,12 @@ class DigestStore:
         return self.decode(row[0])
 
     def __setitem__(self, digest: bytes, value) -> None:
-        self._write("INSERT OR REPLACE INTO store (digest, value) VALUES (?, ?)", (digest, self.encode(value)))
+        self.update({digest: value})
+
+    def update(self, values: dict[bytes, object]) -> None:
+        """Set every digest of `values` in one statement (a poll's records: much faster than one by one)."""
+        self._write_many("INSERT OR REPLACE INTO store (digest, value) VALUES (?, ?)",
+                         [(digest, self.encode(value)) for digest, value in values.items()])
 
     def pop(self, digest: bytes, default=None):
         value = self.get(digest, default)
@@ -74,24 +111,6 @@ class DigestStore:
         """Every (digest, value), in digest order, read lazily."""
         for digest, value in self.db.execute("SELECT digest, value FROM store ORDER BY digest"):
             yield digest, self.decode(value)
-
-    def commit(self) -> None:
-        """End the open transaction, if any."""
-        if self.uncommitted:
-            self.db.execute("COMMIT")
-            self.uncommitted = 0
-
-    def close(self) -> None:
-        """Close the file and remove it; the store is unusable afterwards."""
-        self._finalizer()
-
-    def _write(self, sql: str, parameters: tuple) -> None:
-        if not self.uncommitted:
-            self.db.execute("BEGIN")
-        self.db.execute(sql, parameters)
-        self.uncommitted += 1
-        if self.uncommitted >= BATCH:
-            self.commit()
 
 
 def standings_store(directory: str | None = None) -> DigestStore:
@@ -133,3 +152,68 @@ def _alive(pid: int) -> bool:
 def _remove(db: sqlite3.Connection, directory: str) -> None:
     db.close()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+class StatusStore(_SqliteFile):
+    """The API's statuses by ledger key, on disk: the columns its queries select on (site, status, bucket, key,
+    version id, times, each indexed where a query needs it) and the status record itself. Takes the ledger's
+    records through ledger.apply_to_store; answers find, failed and the metrics' tallies in SQL, so
+    no request or scrape holds every status in memory."""
+
+    def __init__(self, directory: str | None = None):
+        super().__init__("statuses", directory, _STATUS_SCHEMA)
+
+    def put_many(self, statuses: dict[bytes, tuple[StatusEntry, bytes]]) -> None:
+        """Store each (status, its ledger record's value as read) under its ledger key, in one statement: the
+        record is kept as it came, not encoded again."""
+        self._write_many("INSERT OR REPLACE INTO statuses (digest, site, status, bucket, key, version_id, queued_at, "
+                         "updated_at, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         [_status_row(key, status, value) for key, (status, value) in statuses.items()])
+
+    def pop(self, ledger_key: bytes, default=None):
+        self._write("DELETE FROM statuses WHERE digest = ?", (key_digest(ledger_key),))
+        return default
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT count(*) FROM statuses").fetchone()[0]
+
+    def find(self, bucket: str, key: str, version_id: str | None = None, site: str | None = None
+             ) -> list[StatusEntry]:
+        """ledger.find: statuses of `bucket`/`key` (one version or all), oldest write first."""
+        found = self._select({"bucket": bucket, "key": key, "version_id": version_id, "site": site})
+        return sorted(found, key=lambda s: (s.entry.enqueued_at, s.site))
+
+    def failed(self, site: str | None = None, bucket: str | None = None, key: str | None = None,
+               version_id: str | None = None) -> list[StatusEntry]:
+        """ledger.failed: FAILED statuses, optionally of one site, bucket, key or version, oldest first."""
+        found = self._select({"status": FAILED, "site": site, "bucket": bucket, "key": key, "version_id": version_id})
+        return sorted(found, key=lambda s: (s.updated_at, s.entry.bucket, s.entry.key))
+
+    def tallies(self) -> tuple[Iterator[StatusEntry], list[StatusEntry]]:
+        """What the metrics need: one item per version (for each site and status, one of its statuses repeated
+        as many times as it has versions: counted, never loaded), and each site's oldest PENDING status."""
+        groups = self.db.execute("SELECT min(value), count(*) FROM statuses GROUP BY site, status").fetchall()
+        versions = itertools.chain.from_iterable(itertools.repeat(StatusEntry.from_kafka(v), n) for v, n in groups)
+        oldest = self.db.execute("SELECT value, min(queued_at) FROM statuses WHERE status = ? GROUP BY site",
+                                 (PENDING,)).fetchall()
+        return versions, [StatusEntry.from_kafka(value) for value, _ in oldest]
+
+    def _select(self, equal: dict[str, str | None]) -> list[StatusEntry]:
+        chosen = {column: value for column, value in equal.items() if value is not None}
+        where = " AND ".join("%s = ?" % column for column in chosen)
+        rows = self.db.execute("SELECT value FROM statuses WHERE " + where, tuple(chosen.values()))
+        return [StatusEntry.from_kafka(value) for value, in rows]
+
+
+def _status_row(ledger_key: bytes, status: StatusEntry, value: bytes) -> tuple:
+    entry = status.entry
+    return (key_digest(ledger_key), status.site, status.status, entry.bucket, entry.key, entry.version_id,
+            entry.enqueued_at or status.updated_at, status.updated_at, value)
+
+
+_STATUS_SCHEMA = """
+CREATE TABLE statuses (digest BLOB NOT NULL UNIQUE, site TEXT NOT NULL, status TEXT NOT NULL, bucket TEXT NOT NULL,
+                       key TEXT NOT NULL, version_id TEXT, queued_at INTEGER, updated_at INTEGER, value BLOB NOT NULL);
+CREATE INDEX statuses_by_object ON statuses (bucket, key);
+CREATE INDEX statuses_by_status ON statuses (status, site, queued_at);
+"""
