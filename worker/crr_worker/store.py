@@ -191,12 +191,19 @@ class StatusStore(_SqliteFile):
 
     def tallies(self) -> tuple[Iterator[StatusEntry], list[StatusEntry]]:
         """What the metrics need: one item per version (for each site and status, one of its statuses repeated
-        as many times as it has versions: counted, never loaded), and each site's oldest PENDING status."""
-        groups = self.db.execute("SELECT min(value), count(*) FROM statuses GROUP BY site, status").fetchall()
-        versions = itertools.chain.from_iterable(itertools.repeat(StatusEntry.from_kafka(v), n) for v, n in groups)
+        as many times as it has versions: counted on the status index, never loaded), and each site's oldest
+        PENDING status."""
+        groups = [(self._one(status, site), count) for status, site, count in
+                  self.db.execute("SELECT status, site, count(*) FROM statuses GROUP BY status, site").fetchall()]
+        versions = itertools.chain.from_iterable(itertools.repeat(status, n) for status, n in groups)
         oldest = self.db.execute("SELECT value, min(queued_at) FROM statuses WHERE status = ? GROUP BY site",
                                  (PENDING,)).fetchall()
         return versions, [StatusEntry.from_kafka(value) for value, _ in oldest]
+
+    def _one(self, status: str, site: str) -> StatusEntry:
+        """One status of `site` in `status`: the group's stand-in in tallies."""
+        row = self.db.execute("SELECT value FROM statuses WHERE status = ? AND site = ? LIMIT 1", (status, site))
+        return StatusEntry.from_kafka(row.fetchone()[0])
 
     def _select(self, equal: dict[str, str | None]) -> list[StatusEntry]:
         chosen = {column: value for column, value in equal.items() if value is not None}
