@@ -90,6 +90,7 @@ def _statuses() -> list[StatusEntry]:
     return [StatusEntry(entry("b", "k", "v1", 100), "s1", PENDING, updated_at=150),
             StatusEntry(entry("b", "k", "v1", 100), "s2", FAILED, reason="x", updated_at=300),
             StatusEntry(entry("b", "k", "v2", 200), "s1", FAILED, reason="y", updated_at=250),
+            StatusEntry(entry("b", "k", "v3", 210), "s1", FAILED, reason="y", updated_at=260, replay_at=900),
             StatusEntry(entry("b", "other", "v1"), "s1", PENDING, updated_at=50),
             StatusEntry(entry("c", "k", "v1", 400), "s2", COMPLETED, target_version_id="t", updated_at=450)]
 
@@ -100,12 +101,14 @@ def test_the_api_store_answers_find_failed_and_tallies_as_the_statuses_in_memory
     records += [(gone.ledger_key, gone.to_kafka()[1]), (gone.ledger_key, None)]  # written, then a tombstone
     store, memory = StatusStore(str(tmp_path)), {}
     assert apply_to_store(store, records) == apply_records(memory, records)
-    assert len(store) == len(memory) == 5
+    assert len(store) == len(memory) == 6
     for arguments in [("b", "k"), ("b", "k", "v1"), ("b", "k", None, "s2"), ("b", "gone"), ("x", "k")]:
         assert store.find(*arguments) == find(memory, *arguments)
     for arguments in [(), ("s1",), ("s2", "b"), (None, "b", "k", "v2"), (None, "c")]:
         assert store.failed(*arguments) == failed(memory, *arguments)
     versions, oldest_pending = store.tallies()
+    versions = list(versions)
+    assert 'crr_replays_waiting{site="s1"} 1' in render_states(versions, {}, ["s1", "s2"], True)
     assert render_states(versions, {}, ["s1", "s2"], True) == render_states(list(memory.values()), {}, ["s1", "s2"],
                                                                             True)
     assert [(s.site, s.entry.key) for s in oldest_pending] == [("s1", "other")]

@@ -167,7 +167,7 @@ class StatusStore(_SqliteFile):
         """Store each (status, its ledger record's value as read) under its ledger key, in one statement: the
         record is kept as it came, not encoded again."""
         self._write_many("INSERT OR REPLACE INTO statuses (digest, site, status, bucket, key, version_id, queued_at, "
-                         "updated_at, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "updated_at, replay_at, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [_status_row(key, status, value) for key, (status, value) in statuses.items()])
 
     def pop(self, ledger_key: bytes, default=None):
@@ -193,16 +193,18 @@ class StatusStore(_SqliteFile):
         """What the metrics need: one item per version (for each site and status, one of its statuses repeated
         as many times as it has versions: counted on the status index, never loaded), and each site's oldest
         PENDING status."""
-        groups = [(self._one(status, site), count) for status, site, count in
-                  self.db.execute("SELECT status, site, count(*) FROM statuses GROUP BY status, site").fetchall()]
+        groups = [(self._one(status, site, waiting), count) for status, site, waiting, count in
+                  self.db.execute("SELECT status, site, replay_at > 0, count(*) FROM statuses "
+                                  "GROUP BY status, site, replay_at > 0").fetchall()]
         versions = itertools.chain.from_iterable(itertools.repeat(status, n) for status, n in groups)
         oldest = self.db.execute("SELECT value, min(queued_at) FROM statuses WHERE status = ? GROUP BY site",
                                  (PENDING,)).fetchall()
         return versions, [StatusEntry.from_kafka(value) for value, _ in oldest]
 
-    def _one(self, status: str, site: str) -> StatusEntry:
-        """One status of `site` in `status`: the group's stand-in in tallies."""
-        row = self.db.execute("SELECT value FROM statuses WHERE status = ? AND site = ? LIMIT 1", (status, site))
+    def _one(self, status: str, site: str, waiting: int) -> StatusEntry:
+        """One status of `site` in `status`, waiting for a replay or not: the group's stand-in in tallies."""
+        row = self.db.execute("SELECT value FROM statuses WHERE status = ? AND site = ? AND (replay_at > 0) = ? "
+                              "LIMIT 1", (status, site, waiting))
         return StatusEntry.from_kafka(row.fetchone()[0])
 
     def _select(self, equal: dict[str, str | None]) -> list[StatusEntry]:
@@ -215,12 +217,13 @@ class StatusStore(_SqliteFile):
 def _status_row(ledger_key: bytes, status: StatusEntry, value: bytes) -> tuple:
     entry = status.entry
     return (key_digest(ledger_key), status.site, status.status, entry.bucket, entry.key, entry.version_id,
-            entry.enqueued_at or status.updated_at, status.updated_at, value)
+            entry.enqueued_at or status.updated_at, status.updated_at, status.replay_at, value)
 
 
 _STATUS_SCHEMA = """
 CREATE TABLE statuses (digest BLOB NOT NULL UNIQUE, site TEXT NOT NULL, status TEXT NOT NULL, bucket TEXT NOT NULL,
-                       key TEXT NOT NULL, version_id TEXT, queued_at INTEGER, updated_at INTEGER, value BLOB NOT NULL);
+                       key TEXT NOT NULL, version_id TEXT, queued_at INTEGER, updated_at INTEGER,
+                       replay_at INTEGER NOT NULL DEFAULT 0, value BLOB NOT NULL);
 CREATE INDEX statuses_by_object ON statuses (bucket, key);
 CREATE INDEX statuses_by_status ON statuses (status, site, queued_at);
 """
