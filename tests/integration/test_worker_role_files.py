@@ -38,6 +38,7 @@ def test_the_api_token_goes_to_a_0600_file_that_the_config_names_and_never_into_
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     config = json.loads((tmp_path / "etc" / "config.json").read_text())
     assert config["api"] == {"port": 8901, "tokenFile": str(token_file)}
+    assert config["stateDir"] == "/var/lib/crr-worker"  # the role's state directory: the ledger caches on disk
     assert TOKEN not in run.stdout + run.stderr
 
     again = run_playbook(_config_play(tmp_path, worker_api_token=""))

@@ -224,7 +224,7 @@ def test_a_populator_that_loses_its_leadership_mid_listing_publishes_nothing_mor
     populator.leadership = LeadershipFor(checks=6)
     replication = parse_replication("src", RULES, "aws1")
     listed = [VersionInfo("src", "k%d" % i, "v%d" % i) for i in range(10)]
-    assert populator._enqueue(replication, listed) == 4
+    assert populator.enqueue(replication, listed) == 4
     sent = [ReplicationEntry.from_kafka(e[3]).key for e in populator.producer.events if e[:2] == ("send", "repl")]
     assert sent == ["k0", "k1", "k2", "k3"]  # the first flush; k4 and k5, taken after it, are left to the leader
 

@@ -153,7 +153,7 @@ class Populator:
             replication = self._replication(bucket, fresh=True)
             if replication is not None and replication.enabled:
                 progress = ScanProgress(bucket)
-                count += self._enqueue(replication, progress.counted(self.source.list_versions(bucket)), progress)
+                count += self.enqueue(replication, progress.counted(self.source.list_versions(bucket)), progress)
                 progress.log("scan of bucket done")
         log(LOG, logging.INFO, "scan done", enqueued=count)
         return count
@@ -262,10 +262,11 @@ class Populator:
             self.rules[bucket] = cached
         return cached.replication
 
-    def _enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo],
-                 progress: ScanProgress | None = None) -> int:
+    def enqueue(self, replication: BucketReplication, versions: Iterable[VersionInfo],
+                progress: ScanProgress | None = None) -> int:
         """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks. Returns
-        how many entries were published (counted in `progress` too)."""
+        how many entries were published (counted in `progress` too). The scan's publishing, also used by
+        `crr-worker resync` and `verify --repair`."""
         progress = progress or ScanProgress(replication.bucket)
         queued: list[_Queued] = []
         for version in versions:

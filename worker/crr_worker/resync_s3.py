@@ -53,7 +53,7 @@ def resync_s3(config: WorkerConfig, bucket: str, sites: frozenset[str], since: d
         populator.producer = make_producer(config)
         scanned = ScanProgress(bucket)  # what the populator's publishing counts as queued
         versions = _counted(listing(source, bucket), since, stop, progress, counts, scanned)
-        counts.queued = populator._enqueue(replication, versions, scanned)  # noqa: SLF001 - the scan's publishing
+        counts.queued = populator.enqueue(replication, versions, scanned)  # the scan's own publishing
     finally:
         if populator.producer is not None:
             populator.producer.close(timeout=10)

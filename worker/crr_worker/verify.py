@@ -228,7 +228,7 @@ class SiteCheck:
 
     def _requeue(self, final: bool = False) -> None:
         """Publish the versions to re-queue as new entries with their PENDING marks, as the populator's scan does
-        (its own code: Populator._enqueue, for this site only)."""
+        (its own code: Populator.enqueue, for this site only)."""
         if not self.to_requeue or (len(self.to_requeue) < REQUEUE_EVERY and not final):
             return
         if self.populator is None:
@@ -237,7 +237,7 @@ class SiteCheck:
             ensure_topics(self.config)
             self.populator = Populator(self.config, self.source, threading.Event())
             self.populator.producer = make_producer(self.config)
-        self.report.requeued += self.populator._enqueue(self.only_site, self.to_requeue)
+        self.report.requeued += self.populator.enqueue(self.only_site, self.to_requeue)
         self.to_requeue = []
 
 
