@@ -42,6 +42,12 @@ def _pair_with_failing_target(pair_factory, sandbox, replays: int):
     return proxy, pair
 
 
+def _all_completed(pair, versions: set):
+    """The ledger's statuses once every one of `versions` is COMPLETED, else None (a wait_for predicate)."""
+    statuses = pair.statuses()
+    return statuses if all(v in statuses and statuses[v].status == "COMPLETED" for v in versions) else None
+
+
 def _put(pair, count: int) -> set:
     return {("k%d" % n, pair.source.put_object(Bucket=pair.source_bucket, Key="k%d" % n, Body=b"x")["VersionId"])
             for n in range(count)}
@@ -61,12 +67,7 @@ def test_versions_failed_for_a_passing_reason_are_replayed_and_complete_once_the
         rows = wait_for(waiting, 120, what="the 3 versions FAILED, each waiting for a replay")
         assert all("InternalError" in r["reason"] and "gave up after 2 tries" in r["reason"] for r in rows)
         proxy.failing = False
-
-        def completed():
-            statuses = pair.statuses()
-            return statuses if all(v in statuses and statuses[v].status == "COMPLETED" for v in versions) else None
-
-        statuses = wait_for(completed, 120, what="the 3 versions replayed and COMPLETED")
+        statuses = wait_for(lambda: _all_completed(pair, versions), 120, what="the 3 versions replayed and COMPLETED")
         assert all(statuses[v].entry.replay_count >= 1 for v in versions)  # replayed, not retried by hand
         assert pair.workers.run("failed", "--json").stdout == ""
     finally:
@@ -113,12 +114,7 @@ def test_a_restarted_status_processor_rebuilds_the_waiting_replays_from_the_ledg
         first.wait()
         proxy.failing = False
         second = pair.workers.start("status-processor", name="status-processor-again")
-
-        def completed():
-            statuses = pair.statuses()
-            return all(v in statuses and statuses[v].status == "COMPLETED" for v in versions)
-
-        wait_for(completed, 120, what="the 3 versions replayed by the new status processor")
+        wait_for(lambda: _all_completed(pair, versions), 120, what="the 3 versions replayed by the new one")
         pair.workers.terminate(second)
         rebuilt = [r for r in log_records(second) if r.get("message") == "replays waiting"]
         assert rebuilt and rebuilt[0]["count"] == 3
