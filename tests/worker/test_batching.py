@@ -246,3 +246,18 @@ def test_entries_a_source_decided_are_published_as_they_come_without_reading_rul
     populator = make_populator(NoRules({}))
     entry = ReplicationEntry(bucket="src", key="k", version_id="v1", sites=("aws1",))
     assert populator.handle([Change("src", "k", entry=entry), Change("src", "k", entry=entry)]) == 2
+
+
+def test_the_versions_of_one_key_stop_being_listed_at_the_first_page_past_it():
+    """`photos` under which `photos/...` holds many keys: its versions are all on the first page."""
+    pages = [[("photos", "v2"), ("photos", "v1"), ("photos/0", "a")], [("photos/1", "b")], [("photos/2", "c")]]
+    fetched = []
+
+    def paginate(**arguments):
+        for page in pages:
+            fetched.append(page)
+            yield {"Versions": [{"Key": k, "VersionId": v, "IsLatest": False} for k, v in page]}
+
+    source = make_source(SimpleNamespace(get_paginator=lambda name: SimpleNamespace(paginate=paginate)))
+    assert [v.version_id for v in source.list_versions("src", "photos")] == ["v1", "v2"]
+    assert fetched == pages[:1]

@@ -106,9 +106,8 @@ def test_the_api_store_answers_find_failed_and_tallies_as_the_statuses_in_memory
         assert store.find(*arguments) == find(memory, *arguments)
     for arguments in [(), ("s1",), ("s2", "b"), (None, "b", "k", "v2"), (None, "c")]:
         assert store.failed(*arguments) == failed(memory, *arguments)
+    assert 'crr_replays_waiting{site="s1"} 1' in render_states(store.tallies()[0], {}, ["s1", "s2"], True)
     versions, oldest_pending = store.tallies()
-    versions = list(versions)
-    assert 'crr_replays_waiting{site="s1"} 1' in render_states(versions, {}, ["s1", "s2"], True)
     assert render_states(versions, {}, ["s1", "s2"], True) == render_states(list(memory.values()), {}, ["s1", "s2"],
                                                                             True)
     assert [(s.site, s.entry.key) for s in oldest_pending] == [("s1", "other")]

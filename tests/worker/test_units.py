@@ -675,3 +675,49 @@ def test_a_copy_waiting_out_an_outage_gives_up_when_its_partition_is_revoked():
     finally:
         hold_stop.set()
         prober.join(10)
+
+
+@pytest.mark.integration
+def test_a_late_version_whose_restore_did_not_happen_is_put_right_when_it_is_retried(pair):
+    bucket = pair.target_bucket
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"new", Metadata={"scal-version-id": "v2"})
+    pair.target.put_object(Bucket=bucket, Key="k", Body=b"old", Metadata={"scal-version-id": "v1"})  # then killed
+    target = _marker_target(pair)
+    try:
+        again = target.replicate(_late_entry(pair, "k", "v1", b"old"), _OneVersionSource(["v1", "v2"], b"old"),
+                                 threading.Event())
+    finally:
+        target.close()
+    assert again.skipped
+    assert pair.target.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new"
+    assert _versions_newest_first(pair, "k") == ["v2", "v1", "v2"]
+
+
+@pytest.mark.integration
+def test_a_late_marker_whose_restore_did_not_happen_is_put_right_when_it_is_retried(pair):
+    bucket = pair.target_bucket
+    for version_id in ("v1", "v3"):
+        pair.target.put_object(Bucket=bucket, Key="k", Body=version_id.encode(),
+                               Metadata={"scal-version-id": version_id})
+    pair.target.delete_object(Bucket=bucket, Key="k")  # the late marker "dm", then killed before the restore
+    target = _marker_target(pair)
+    try:
+        again = target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v3"), threading.Event())
+    finally:
+        target.close()
+    assert again.skipped
+    latest = pair.target.get_object(Bucket=bucket, Key="k")
+    assert latest["Metadata"]["scal-version-id"] == "v3" and latest["Body"].read() == b"v3"
+
+
+@pytest.mark.integration
+def test_the_replica_of_an_old_version_is_found_below_more_than_fifty_newer_ones(pair):
+    bucket, ids = pair.target_bucket, ["v%02d" % n for n in range(60)]
+    for version_id in ids:
+        pair.target.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"scal-version-id": version_id})
+    target = _marker_target(pair)
+    try:
+        again = target.replicate(_late_entry(pair, "k", "v00", b"x"), _OneVersionSource(ids, b"x"), threading.Event())
+    finally:
+        target.close()
+    assert again.skipped and len(_versions_newest_first(pair, "k")) == 60  # not copied a second time

@@ -61,21 +61,23 @@ def read_existing_ledger(config: WorkerConfig, connect_timeout_s: float = 10.0, 
     return _read_whole(config, apply_records, None, timeout_s) if present else {}
 
 
-def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0
-                   ) -> DigestStore:
+def read_standings(config: WorkerConfig, stop: threading.Event | None = None, timeout_s: float = 120.0,
+                   also=None) -> DigestStore:
     """The standing of every status in the ledger, by key digest (apply_standings), as read_ledger reads it: in a
-    new on-disk store under stateDir, rebuilt at each read (store.py)."""
+    new on-disk store under stateDir, rebuilt at each read (store.py). `also(records)`, when given, sees every
+    poll's records too: another view built in the same pass."""
     standings = standings_store(config.state_dir)
+
+    def apply(state, records):
+        apply_standings(state, records)
+        if also is not None:
+            also(records)
+
     try:
-        return _read_whole(config, apply_standings, stop, timeout_s, standings)
+        return _read_whole(config, apply, stop, timeout_s, standings)
     except BaseException:
         standings.close()
         raise
-
-
-def read_whole(config: WorkerConfig, apply, stop: threading.Event | None = None, timeout_s: float = 120.0) -> dict:
-    """apply(state, records) over the whole ledger, as read_ledger reads it: for a reader keeping its own view."""
-    return _read_whole(config, apply, stop, timeout_s)
 
 
 def _read_whole(config: WorkerConfig, apply, stop: threading.Event | None, timeout_s: float, state=None):

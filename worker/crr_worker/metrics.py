@@ -12,6 +12,7 @@ pipeline writes no ledger record, and its oldest PENDING version must still grow
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -193,18 +194,19 @@ def render_lag(lags: list[PartitionLag], available: bool) -> list[str]:
     return lines
 
 
-def render_states(statuses: list[StatusEntry], paused: dict[str, bool], sites: list[str], ready: bool) -> list[str]:
-    """Gauges of the current ledger (versions per site and status) and of the sites' pause state."""
+def render_states(statuses: Iterable[StatusEntry], paused: dict[str, bool], sites: list[str], ready: bool
+                  ) -> list[str]:
+    """Gauges of the current ledger (versions per site and status, replays waiting) and of the sites' pause
+    state; `statuses` is read once (the API's store gives an iterator)."""
     counts: dict[tuple[str, str], int] = {}
+    waiting: dict[str, int] = dict.fromkeys(sites, 0)
     for status in statuses:
         counts[(status.site, status.status)] = counts.get((status.site, status.status), 0) + 1
+        if status.status == FAILED and status.replay_at:
+            waiting[status.site] = waiting.get(status.site, 0) + 1
     lines = _family("crr_versions", "gauge", "versions in the ledger by site and current status")
     lines += ['crr_versions{site="%s",status="%s"} %d' % (_label(site), state, count)
               for (site, state), count in sorted(counts.items())]
-    waiting: dict[str, int] = dict.fromkeys(sites, 0)
-    for status in statuses:
-        if status.status == FAILED and status.replay_at:
-            waiting[status.site] = waiting.get(status.site, 0) + 1
     lines += _family("crr_replays_waiting", "gauge", "FAILED versions waiting for their automatic replay")
     lines += ['crr_replays_waiting{site="%s"} %d' % (_label(site), count) for site, count in sorted(waiting.items())]
     lines += _family("crr_site_paused", "gauge", "1 while the site's processors are paused")

@@ -387,7 +387,7 @@ class _Rebalance(ConsumerRebalanceListener):
         with processor.bookkeeping:
             processor.holding = True
             try:
-                if not processor.work.hold.held:
+                if not processor.work.hold.held and not processor.stop.is_set():  # stopping: _shutdown drained
                     processor.drain(REVOKE_DRAIN_S)
                 processor.forget(revoked)
             finally:

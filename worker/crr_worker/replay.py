@@ -11,13 +11,10 @@ replay is dropped when a newer status of the version (a manual retry, a later ou
 from __future__ import annotations
 
 import logging
-import threading
 
 from kafka.partitioner.default import murmur2
 
-from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, EntryError, Standing, StatusEntry, key_digest, now_ms
-from crr_worker.ledger import read_whole
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.replay")
@@ -48,9 +45,9 @@ class Replays:
             del self.waiting[digest]
         return [s for digest, s in ready if standings.get(digest) == s.standing]
 
-    def rebuild(self, config: WorkerConfig, owned: set[int], partitions: int, stop: threading.Event) -> None:
-        """The waiting replays of the status partitions `owned` (of `partitions`), read from the ledger."""
-        found = read_whole(config, _apply_waiting, stop)
+    def keep(self, found: dict[bytes, StatusEntry], owned: set[int], partitions: int) -> None:
+        """Wait for the replays `found` in the ledger (collect_waiting) of the status partitions `owned` (of
+        `partitions`), and only those."""
         self.waiting = {d: s for d, s in found.items()
                         if s.status == FAILED and s.replay_at and status_partition(s, partitions) in owned}
         if self.waiting:
@@ -62,7 +59,7 @@ def status_partition(status: StatusEntry, partitions: int) -> int:
     return (murmur2(status.entry.message_key) & 0x7FFFFFFF) % partitions
 
 
-def _apply_waiting(state: dict[bytes, StatusEntry], records: list[tuple[bytes, bytes | None]]) -> None:
+def collect_waiting(state: dict[bytes, StatusEntry], records: list[tuple[bytes, bytes | None]]) -> None:
     """The latest ledger status of each version that waits for a replay: any other status ends the wait."""
     for key, value in records:
         digest = key_digest(key)

@@ -29,8 +29,8 @@ class OtherSitesKnown(KnownVersions):
     """The populator's known versions for a resync: none for the sites resynced (so each version is queued for
     them), all for the others (so nothing is queued for, or FAILED for, a site not asked for)."""
 
-    def __init__(self, sites: frozenset[str]):
-        super().__init__()
+    def __init__(self, sites: frozenset[str], state_dir: str | None = None):
+        super().__init__(state_dir)
         self.sites = sites
 
     def __contains__(self, ids: tuple[str, str, str, str]) -> bool:
@@ -44,7 +44,8 @@ def resync_s3(config: WorkerConfig, bucket: str, sites: frozenset[str], since: d
     ensure_topics(config)
     source = make_source(config, notifications=False)
     populator = Populator(config, source, stop)
-    populator.known = OtherSitesKnown(sites)
+    populator.known.close()  # the populator's own, replaced by the resync's view
+    populator.known = OtherSitesKnown(sites, config.state_dir)
     try:
         replication = _replication(source, bucket)
         if replication is None or not replication.enabled:

@@ -18,7 +18,7 @@ from crr_worker.entries import PENDING, EntryError, StatusEntry, key_digest
 from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
-from crr_worker.replay import Replays
+from crr_worker.replay import Replays, collect_waiting
 from crr_worker.retry import describe, is_retryable
 from crr_worker.store import standings_store
 
@@ -77,12 +77,15 @@ class StatusProcessor:
     def reload(self, assigned=()) -> None:
         """Re-read the ledger: after a rebalance, other members may have written what we now own; and the replays
         waiting in the status partitions now ours."""
-        previous, self.standings = self.standings, read_standings(self.config, self.stop)
+        found: dict = {}
+        replaying = self.config.replay.retries and self.consumer is not None
+        also = (lambda records: collect_waiting(found, records)) if replaying else None
+        previous, self.standings = self.standings, read_standings(self.config, self.stop, also=also)  # one pass
         previous.close()
-        if self.config.replay.retries and self.consumer is not None:
+        if replaying:
             partitions = len(self.consumer.partitions_for_topic(self.config.status_topic) or ()) or 1
             owned = {tp.partition for tp in assigned if tp.topic == self.config.status_topic}
-            self.replays.rebuild(self.config, owned, partitions, self.stop)
+            self.replays.keep(found, owned, partitions)
 
     def _replay_due(self, producer: KafkaProducer) -> None:
         """Re-queue the FAILED versions whose replay is due (crr_worker.replay)."""

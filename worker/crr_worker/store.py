@@ -62,7 +62,12 @@ class _SqliteFile:
             return
         if not self.uncommitted:
             self.db.execute("BEGIN")
-        self.db.executemany(sql, rows)
+        try:
+            self.db.executemany(sql, rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")  # else every later BEGIN fails: a transaction would still be open
+            self.uncommitted = 0
+            raise
         self.uncommitted += len(rows)
         if self.uncommitted >= BATCH:
             self.commit()

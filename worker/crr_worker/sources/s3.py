@@ -90,18 +90,25 @@ class S3Source:
         return ChangeBatch(changes, checkpoint)
 
     def list_versions(self, bucket: str, key: str | None = None) -> Iterator[VersionInfo]:
-        """Versions and delete markers, each key's oldest first (the listing gives them newest first)."""
+        """Versions and delete markers, each key's oldest first (the listing gives them newest first).
+
+        For one `key`, the listing under its prefix stops after the first page that lists a later key: the listing
+        is sorted by key, so the rest (`key/...`, maybe millions of keys) holds none of its versions."""
         paginator = self.s3.get_paginator("list_object_versions")
         pages = paginator.paginate(Bucket=bucket, **({"Prefix": key} if key is not None else {}))
         current: list[VersionInfo] = []
         for page in pages:
+            past_key = False
             for version in _page_versions(bucket, page):
                 if key is not None and version.key != key:
+                    past_key = past_key or version.key > key
                     continue
                 if current and current[0].key != version.key:
                     yield from _oldest_first(current)
                     current = []
                 current.append(version)
+            if past_key:
+                break
         yield from _oldest_first(current)
 
     def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:

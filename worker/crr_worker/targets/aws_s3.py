@@ -24,8 +24,9 @@ from crr_worker.targets.aws_s3_order import (
     SOURCE_VERSION_KEY,
     TargetLatest,
     head_latest,
+    key_versions,
     newer_versions,
-    restore_latest,
+    restore_newest,
     was_newer,
 )
 from crr_worker.targets.bandwidth import site_bandwidth
@@ -79,7 +80,7 @@ class AwsS3Target:
             return self._put_single(bucket, entry, source, stop)
         existing, before = self._check(bucket, self.key(entry), entry.version_id)
         if existing is not None:
-            return ReplicaWritten(existing, skipped=True)
+            return self._skipped(bucket, entry, source, existing)
         written = self._put_multipart(bucket, entry, source, stop)
         self._keep_latest(bucket, entry, source, before)
         return written
@@ -92,16 +93,15 @@ class AwsS3Target:
         """(the replica's target version id or None, the key's latest version on the target).
 
         The latest version answers in one HEAD in the usual cases (new key, redelivered last write); older
-        versions are looked at only when the latest is another version, newest first, at most 50.
+        versions are looked at only when the latest is another version, newest first, at most 1,000.
         """
         latest = head_latest(self.s3, bucket, key)
         if latest.source_version_id == source_version_id and not latest.is_marker:
             return latest.version_id, latest
         if latest.version_id is None:  # no version, or an unversioned bucket
             return None, latest
-        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
-        for version in reply.get("Versions", []):
-            if version["Key"] != key or version.get("VersionId") == latest.version_id:
+        for version, is_marker in key_versions(self.s3, bucket, key):
+            if is_marker or version.get("VersionId") == latest.version_id:
                 continue
             head = self.s3.head_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
             if (head.get("Metadata") or {}).get(SOURCE_VERSION_KEY) == source_version_id:
@@ -109,11 +109,17 @@ class AwsS3Target:
         return None, latest
 
     def _keep_latest(self, bucket: str, entry: ReplicationEntry, source: Source, before: TargetLatest) -> None:
-        """A version was just written over `before`: when `before` replicated a newer source version, put it back
-        on top (crr_worker.targets.aws_s3_order). The source is listed only when the key had a latest, or for a
-        re-queued entry (a newer marker may be on the source while the target holds nothing)."""
+        """A version was just written over `before`: when the source has newer versions the target already holds,
+        the newest is put back on top (crr_worker.targets.aws_s3_order). The source is listed only when the key
+        had a latest, or for a re-queued entry (a newer marker may be on the source while the target holds none)."""
         if before.exists or entry.replay_count:
-            restore_latest(self.s3, bucket, self.key(entry), before, newer_versions(source, entry))
+            restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
+
+    def _skipped(self, bucket: str, entry: ReplicationEntry, source: Source, existing: str) -> ReplicaWritten:
+        """The target holds the replica already: done, once the newest version is back on top if this was a late
+        write whose restore did not happen (an error or a kill between the two)."""
+        restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
+        return ReplicaWritten(existing, skipped=True)
 
     def _replicate_delete_marker(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten:
         """A DELETE without version id, which makes the target create a delete marker; once only. Done only once the
@@ -128,16 +134,16 @@ class AwsS3Target:
         """
         key = self.key(entry)
         before = head_latest(self.s3, bucket, key)
+        newer = newer_versions(source, entry) if before.exists or entry.replay_count else []
         if before.is_marker and before.version_id:
+            restore_newest(self.s3, bucket, key, newer)  # a late marker whose restore did not happen
             return ReplicaWritten(before.version_id, skipped=True)
-        newer = newer_versions(source, entry) if before.exists else []
         if was_newer(before, newer):
             below = self._marker_below(bucket, key, before.version_id)
             if below is not None:
                 return ReplicaWritten(below, skipped=True)
         marker_id = self._write_marker(bucket, key, before)
-        if before.exists:
-            restore_latest(self.s3, bucket, key, before, newer)
+        restore_newest(self.s3, bucket, key, newer)
         return ReplicaWritten(marker_id)
 
     def _write_marker(self, bucket: str, key: str, before: TargetLatest) -> str:
@@ -211,7 +217,7 @@ class AwsS3Target:
         except Exception:
             existing, _ = check.result()  # the source version may be gone once replicated: the replica decides
             if existing is not None:
-                return ReplicaWritten(existing, skipped=True)
+                return self._skipped(bucket, entry, source, existing)
             raise
         try:
             existing, before = check.result()
@@ -220,7 +226,7 @@ class AwsS3Target:
             raise
         if existing is not None:
             opened.body.close()
-            return ReplicaWritten(existing, skipped=True)
+            return self._skipped(bucket, entry, source, existing)
         tags = _tags(source, entry, opened)
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(

@@ -11,6 +11,7 @@ was one. The target's version list then holds the late version below a copy of t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -23,6 +24,7 @@ LOG = logging.getLogger("crr_worker.targets.aws_s3")
 SOURCE_VERSION_KEY = "scal-version-id"
 MAX_COPY_OBJECT = 5 * 1024**3  # CopyObject's limit; above, the copy goes part by part
 COPY_PART_SIZE = 512 * 1024**2
+MAX_VERSIONS_LISTED = 1000  # versions of one key looked at on the target (newest first)
 
 
 @dataclass(frozen=True)
@@ -75,35 +77,83 @@ def was_newer(before: TargetLatest, newer: list[VersionInfo]) -> bool:
     return before.source_version_id in {v.version_id for v in newer if not v.is_delete_marker}
 
 
-def restore_latest(s3, bucket: str, key: str, before: TargetLatest, newer: list[VersionInfo]) -> str | None:
-    """After an older version of `key` was written, put `before` back on top when it replicated a newer one;
-    returns the version id of what was put back, None when nothing needed to be."""
-    if not was_newer(before, newer):
+def key_versions(s3, bucket: str, key: str, limit: int = MAX_VERSIONS_LISTED) -> Iterator[tuple[dict, bool]]:
+    """(listed version, is a delete marker) of exactly `key` on the target, newest first, at most `limit`; pages
+    are read until the listing passes the key."""
+    paginator = s3.get_paginator("list_object_versions")
+    found = 0
+    for page in paginator.paginate(Bucket=bucket, Prefix=key):
+        listed = [(v, False) for v in page.get("Versions", [])] + [(m, True) for m in page.get("DeleteMarkers", [])]
+        mine = sorted(((v, m) for v, m in listed if v["Key"] == key), key=lambda vm: vm[0]["LastModified"],
+                      reverse=True)
+        for version, is_marker in mine:
+            yield version, is_marker
+            found += 1
+            if found >= limit:
+                return
+        if any(v["Key"] > key for v, _ in listed):
+            return
+
+
+def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str | None:
+    """Put back on top the replica of the newest source version of `newer` the target holds, or a delete marker
+    when a marker is newer than it (a marker on top is right whether or not the source's was replicated yet: its
+    own entry then finds one), unless that is the latest already; returns the version id of what was put back,
+    None when nothing was.
+
+    Called after a late version was written over newer replicas, and when a retry finds its late write done: the
+    restore itself may have failed then (an error, a kill), and the late version must not stay the latest."""
+    if not newer:
         return None
-    if not before.exists or before.is_marker:
+    listed = list(key_versions(s3, bucket, key))
+    heads: dict[str, dict] = {}
+    for item in reversed(newer):
+        if item.is_delete_marker:  # markers carry nothing to find them by; one on top is right whatever came first
+            if any(is_marker and version.get("IsLatest") for version, is_marker in listed):
+                return None
+            return _put_back(s3, bucket, key, {}, True, None)
+        for version, is_marker in listed:
+            if is_marker or _source_id(s3, bucket, key, version, heads) != item.version_id:
+                continue
+            if version.get("IsLatest"):
+                return None
+            return _put_back(s3, bucket, key, version, False, heads.get(version["VersionId"]))
+    return None
+
+
+def _source_id(s3, bucket: str, key: str, version: dict, heads: dict[str, dict]) -> str | None:
+    """The scal-version-id of a listed target version (HEADed once per call of restore_newest)."""
+    version_id = version["VersionId"]
+    if version_id not in heads:
+        heads[version_id] = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+    return (heads[version_id].get("Metadata") or {}).get(SOURCE_VERSION_KEY)
+
+
+def _put_back(s3, bucket: str, key: str, version: dict, is_marker: bool, head: dict | None) -> str | None:
+    if is_marker:
         restored = s3.delete_object(Bucket=bucket, Key=key).get("VersionId")
-    elif before.size <= MAX_COPY_OBJECT:
+    elif version.get("Size", 0) <= MAX_COPY_OBJECT:
         restored = s3.copy_object(Bucket=bucket, Key=key, MetadataDirective="COPY", TaggingDirective="COPY",
-                                  CopySource={"Bucket": bucket, "Key": key, "VersionId": before.version_id},
+                                  CopySource={"Bucket": bucket, "Key": key, "VersionId": version["VersionId"]},
                                   ).get("VersionId")
     else:
-        restored = _copy_in_parts(s3, bucket, key, before)
+        restored = _copy_in_parts(s3, bucket, key, version["VersionId"], version["Size"], head or {})
     log(LOG, logging.INFO, "a late version was written: the newer latest put back on top", bucket=bucket, key=key,
-        restored=before.source_version_id or "delete marker", target_version_id=restored or "")
+        restored=(head or {}).get("Metadata", {}).get(SOURCE_VERSION_KEY) or "delete marker",
+        target_version_id=restored or "")
     return restored
 
 
-def _copy_in_parts(s3, bucket: str, key: str, before: TargetLatest) -> str | None:
+def _copy_in_parts(s3, bucket: str, key: str, version_id: str, size: int, head: dict) -> str | None:
     """A copy of a replica over 5 GiB on top of its key, part by part (UploadPartCopy); aborted on any error."""
-    head = before.head or {}
     created = {name: head[name] for name in ("ContentType", "ContentEncoding", "ContentDisposition",
                                              "ContentLanguage", "CacheControl", "Metadata") if head.get(name)}
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **created)["UploadId"]
-    source = {"Bucket": bucket, "Key": key, "VersionId": before.version_id}
+    source = {"Bucket": bucket, "Key": key, "VersionId": version_id}
     try:
         parts = []
-        for number, start in enumerate(range(0, before.size, COPY_PART_SIZE), start=1):
-            end = min(start + COPY_PART_SIZE, before.size) - 1
+        for number, start in enumerate(range(0, size, COPY_PART_SIZE), start=1):
+            end = min(start + COPY_PART_SIZE, size) - 1
             reply = s3.upload_part_copy(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
                                         CopySource=source, CopySourceRange="bytes=%d-%d" % (start, end))
             parts.append({"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]})
@@ -112,7 +162,7 @@ def _copy_in_parts(s3, bucket: str, key: str, before: TargetLatest) -> str | Non
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
-    _copy_tags(s3, bucket, key, before.version_id, reply.get("VersionId"))
+    _copy_tags(s3, bucket, key, version_id, reply.get("VersionId"))
     return reply.get("VersionId")
 
 
