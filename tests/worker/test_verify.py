@@ -188,3 +188,15 @@ def test_an_aws_s3_key_with_its_latest_put_back_on_top_after_a_late_version_agre
     assert [f.kind for f in compare_key("k", [v1, v2], wrong_copy, same_ids=False)] == ["extra"]
     late_only = [replica(v2, "t1"), replica(v1, "t2")]
     assert [f.kind for f in compare_key("k", [v1, v2], late_only, same_ids=False)] == ["order", "latest"]
+
+
+def test_a_multipart_etag_on_either_side_is_not_compared_but_sizes_still_are():
+    source = VersionInfo("b", "k", "v1", size=100, etag='"0123abcd"')
+    listed = VersionInfo("t", "k", "t1", size=100, etag='"feed-7"')
+    assert compare_key("k", [source], [Replica(listed, "v1", "REPLICA")], same_ids=False) == []
+    shorter = VersionInfo("t", "k", "t1", size=99, etag='"feed-7"')
+    assert [f.kind for f in compare_key("k", [source], [Replica(shorter, "v1", "REPLICA")], same_ids=False)] == \
+        ["mismatch"]
+    other = VersionInfo("t", "k", "t1", size=100, etag='"0123abce"')
+    assert [f.kind for f in compare_key("k", [source], [Replica(other, "v1", "REPLICA")], same_ids=False)] == \
+        ["mismatch"]
