@@ -20,8 +20,10 @@ $(STAMP): requirements-dev.txt worker/pyproject.toml
 demo: venv
 	scripts/demo.sh
 
-## Every check: linters, unit + integration tests, ansible-test sanity, molecule.
+## Every check: linters, unit + integration tests, ansible-test sanity, molecule; then sanity and the
+## modules' playbook tests on the oldest ansible-core that meta/runtime.yml claims (.venv/oldest).
 test: lint pytest sanity molecule
+	scripts/oldest.sh
 
 lint: venv
 	$(BIN)/ruff check .

@@ -6,13 +6,21 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BIN = os.path.dirname(sys.executable)
+# CRR_ANSIBLE_PLAYBOOK: another install's ansible-playbook (scripts/oldest.sh: the oldest ansible-core that
+# meta/runtime.yml claims), whose own Python then runs the modules too, with its own boto3.
+ANSIBLE_PLAYBOOK = os.environ.get("CRR_ANSIBLE_PLAYBOOK") or os.path.join(os.path.dirname(sys.executable),
+                                                                         "ansible-playbook")
+MODULE_PYTHON = (os.path.join(os.path.dirname(ANSIBLE_PLAYBOOK), "python") if os.environ.get("CRR_ANSIBLE_PLAYBOOK")
+                 else sys.executable)
+# The json callback's collection, from this venv's "ansible" package: an ansible-core-only install lacks it.
+_POSIX = os.path.join(sysconfig.get_paths()["purelib"], "ansible_collections", "ansible", "posix")
 
 
 @dataclass
@@ -37,12 +45,13 @@ class PlaybookRun:
 
 
 def collections_path(tmp_root: str) -> str:
-    """A collections dir where backbeat.crr resolves to this checkout (symlink)."""
-    ns = os.path.join(tmp_root, "ansible_collections", "backbeat")
-    os.makedirs(ns, exist_ok=True)
-    link = os.path.join(ns, "crr")
-    if not os.path.islink(link):
-        os.symlink(REPO, link)
+    """A collections dir where backbeat.crr resolves to this checkout, and ansible.posix to this venv's (symlinks)."""
+    for namespace, name, target in (("backbeat", "crr", REPO), ("ansible", "posix", _POSIX)):
+        ns = os.path.join(tmp_root, "ansible_collections", namespace)
+        os.makedirs(ns, exist_ok=True)
+        link = os.path.join(ns, name)
+        if not os.path.islink(link):
+            os.symlink(target, link)
     return tmp_root
 
 
@@ -58,14 +67,14 @@ def run_playbook(playbook, extra_vars: dict | None = None, check: bool = False,
             with open(path, "w") as out:
                 yaml.safe_dump(playbook, out, sort_keys=False)
             playbook = path
-        argv = [os.path.join(_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", playbook]
+        argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", playbook]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         argv += ["--check"] * check + ["--diff"] * diff + (["-" + "v" * verbosity] if verbosity else [])
         env = {
             **os.environ,
             "ANSIBLE_COLLECTIONS_PATH": collections_path(tmp),
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_PYTHON_INTERPRETER": MODULE_PYTHON,
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "ANSIBLE_LOCALHOST_WARNING": "0",
