@@ -15,12 +15,13 @@ if [ ! -e "$stamp" ]; then
     [ "$try" -lt 3 ] || exit 1; sleep 5; done
   touch "$stamp"
 fi
-"$venv/bin/ansible" --version | head -1
+"$venv/bin/python" -c "import ansible.release as r; print('ansible-core', r.__version__)"
 
 VENV="$venv" scripts/sanity.sh
 
 # One idempotence (check, apply, apply again, check again) or apply test per module, the diff and the
-# refusals of bad input, and the amazon.aws connection options and environment variables.
+# refusals of bad input, the amazon.aws connection options and environment variables; then the setup
+# playbook run twice (the second changes nothing) and the worker role in a first --check.
 it=tests/integration
 CRR_ANSIBLE_PLAYBOOK="$venv/bin/ansible-playbook" scripts/pytest.sh -q \
   "$it/test_crr_role.py::test_create_is_idempotent_in_four_steps" \
@@ -33,4 +34,6 @@ CRR_ANSIBLE_PLAYBOOK="$venv/bin/ansible-playbook" scripts/pytest.sh -q \
   "$it/test_crr_endpoint.py::test_check_mode_writes_nothing_and_shows_the_diff" \
   "$it/test_crr_bucket_notification.py::test_queue_policy_and_configuration_are_created_once_and_deliver_object_events" \
   "$it/test_crr_connection.py::test_amazon_aws_option_names_reach_the_endpoint" \
-  "$it/test_crr_connection.py::test_environment_alone_gives_endpoint_keys_and_region"
+  "$it/test_crr_connection.py::test_environment_alone_gives_endpoint_keys_and_region" \
+  "$it/test_setup_replication.py::test_setup_validates_and_a_second_run_changes_nothing" \
+  "$it/test_worker_role_check_mode.py"
