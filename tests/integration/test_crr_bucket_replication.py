@@ -63,6 +63,9 @@ class StoredReplicationProxy:
         self.server.server_close()
 
     def handle(self, request):
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            request.send_response_only(100)  # botocore waits up to 1 s for it before sending a PUT's body
+            request.end_headers()
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("connection", "expect")}
