@@ -19,7 +19,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
-from crr_worker.ledger import KnownVersions, LedgerReader, apply_records
+from crr_worker.ledger import KnownVersions, LedgerReader, LedgerUnavailable, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
@@ -121,6 +121,9 @@ class Populator:
                 if batch.changes:
                     self.handle(batch.changes)
                 batch.checkpoint()
+        except LedgerUnavailable:
+            if not self.stop.is_set():
+                raise  # a ledger read cut short by the stop is a clean stop, not a fatal error
         finally:
             if self.leadership is not None:
                 self.leadership.close()  # first: a standby takes over while the rest closes
