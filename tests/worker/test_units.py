@@ -684,8 +684,8 @@ def test_a_late_version_whose_restore_did_not_happen_is_put_right_when_it_is_ret
     pair.target.put_object(Bucket=bucket, Key="k", Body=b"old", Metadata={"scal-version-id": "v1"})  # then killed
     target = _marker_target(pair)
     try:
-        again = target.replicate(_late_entry(pair, "k", "v1", b"old"), _OneVersionSource(["v1", "v2"], b"old"),
-                                 threading.Event())
+        again = target.replicate(replace(_late_entry(pair, "k", "v1", b"old"), replay_count=1),
+                                 _OneVersionSource(["v1", "v2"], b"old"), threading.Event())
     finally:
         target.close()
     assert again.skipped
@@ -702,7 +702,8 @@ def test_a_late_marker_whose_restore_did_not_happen_is_put_right_when_it_is_retr
     pair.target.delete_object(Bucket=bucket, Key="k")  # the late marker "dm", then killed before the restore
     target = _marker_target(pair)
     try:
-        again = target.replicate(_marker_entry(bucket, "k"), _source_listing("v1", "dm", "v3"), threading.Event())
+        again = target.replicate(replace(_marker_entry(bucket, "k"), replay_count=1), _source_listing("v1", "dm", "v3"),
+                                 threading.Event())
     finally:
         target.close()
     assert again.skipped

@@ -116,9 +116,11 @@ class AwsS3Target:
             restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
 
     def _skipped(self, bucket: str, entry: ReplicationEntry, source: Source, existing: str) -> ReplicaWritten:
-        """The target holds the replica already: done, once the newest version is back on top if this was a late
-        write whose restore did not happen (an error or a kill between the two)."""
-        restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
+        """The target holds the replica already: done, once the newest version is back on top if this re-queued
+        entry (a retry or a replay: the only late writes) found its late write done but its restore not (an error
+        or a kill between the two). A first delivery's redelivery lists nothing more."""
+        if entry.replay_count:
+            restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
         return ReplicaWritten(existing, skipped=True)
 
     def _replicate_delete_marker(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten:
@@ -134,10 +136,11 @@ class AwsS3Target:
         """
         key = self.key(entry)
         before = head_latest(self.s3, bucket, key)
-        newer = newer_versions(source, entry) if before.exists or entry.replay_count else []
         if before.is_marker and before.version_id:
-            restore_newest(self.s3, bucket, key, newer)  # a late marker whose restore did not happen
+            if entry.replay_count:  # a late marker whose restore may not have happened
+                restore_newest(self.s3, bucket, key, newer_versions(source, entry))
             return ReplicaWritten(before.version_id, skipped=True)
+        newer = newer_versions(source, entry) if before.exists or entry.replay_count else []
         if was_newer(before, newer):
             below = self._marker_below(bucket, key, before.version_id)
             if below is not None:
