@@ -100,7 +100,7 @@ def test_every_metric_of_the_rules_and_the_dashboard_is_declared_by_a_live_api_w
 
 @pytest.mark.integration
 def test_the_oldest_pending_age_grows_while_nothing_happens_and_is_zero_once_replicated(pair):
-    start_pipeline(pair)
+    (processor,) = start_pipeline(pair)
     api = start_api(pair)
     site = 'site="%s"' % SITE
 
@@ -109,6 +109,8 @@ def test_the_oldest_pending_age_grows_while_nothing_happens_and_is_zero_once_rep
 
     assert age() == 0
     assert api.post("/_/crr/pause/%s" % SITE).json()["paused"] is True
+    wait_for(lambda: any(r.get("message") == "site paused" for r in log_records(processor)), 30, 0.3,
+             "the processor to pause")  # else it may copy the version before it follows the pause
     pair.source.put_object(Bucket=pair.source_bucket, Key="held", Body=b"h")
     first = wait_for(lambda: age() or None, 60, 0.5, "a PENDING version in the age")
     wait_for(lambda: age() >= first + 3, 30, 0.5, "the age to grow with no ledger record written")
