@@ -26,6 +26,7 @@ from crr_worker.targets.aws_s3_order import (
     head_latest,
     key_versions,
     newer_versions,
+    restore_latest,
     restore_newest,
     was_newer,
 )
@@ -113,7 +114,7 @@ class AwsS3Target:
         the newest is put back on top (crr_worker.targets.aws_s3_order). The source is listed only when the key
         had a latest, or for a re-queued entry (a newer marker may be on the source while the target holds none)."""
         if before.exists or entry.replay_count:
-            restore_newest(self.s3, bucket, self.key(entry), newer_versions(source, entry))
+            restore_latest(self.s3, bucket, self.key(entry), before, newer_versions(source, entry))
 
     def _skipped(self, bucket: str, entry: ReplicationEntry, source: Source, existing: str) -> ReplicaWritten:
         """The target holds the replica already: done, once the newest version is back on top if this re-queued
@@ -146,7 +147,8 @@ class AwsS3Target:
             if below is not None:
                 return ReplicaWritten(below, skipped=True)
         marker_id = self._write_marker(bucket, key, before)
-        restore_newest(self.s3, bucket, key, newer)
+        if before.exists:
+            restore_latest(self.s3, bucket, key, before, newer)
         return ReplicaWritten(marker_id)
 
     def _write_marker(self, bucket: str, key: str, before: TargetLatest) -> str:

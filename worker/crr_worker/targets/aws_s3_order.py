@@ -95,11 +95,21 @@ def key_versions(s3, bucket: str, key: str, limit: int = MAX_VERSIONS_LISTED) ->
             return
 
 
+def restore_latest(s3, bucket: str, key: str, before: TargetLatest, newer: list[VersionInfo]) -> str | None:
+    """After an older version of `key` was written over `before`, put `before` back on top when it replicated a
+    newer one (was_newer); returns the version id of what was put back, None when nothing needed to be."""
+    if not was_newer(before, newer):
+        return None
+    if not before.exists or before.is_marker:
+        return _put_back(s3, bucket, key, {}, True, None)
+    listed = {"VersionId": before.version_id, "Size": before.size}
+    return _put_back(s3, bucket, key, listed, False, before.head)
+
+
 def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str | None:
     """Put back on top the replica of the newest source version of `newer` the target holds, or a delete marker
-    when a marker is newer than it (a marker on top is right whether or not the source's was replicated yet: its
-    own entry then finds one), unless that is the latest already; returns the version id of what was put back,
-    None when nothing was.
+    when a marker is newer than it and the target holds one, unless that is the latest already; returns the version
+    id of what was put back, None when nothing was.
 
     Called after a late version was written over newer replicas, and when a retry finds its late write done: the
     restore itself may have failed then (an error, a kill), and the late version must not stay the latest."""
@@ -108,7 +118,9 @@ def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str |
     listed = list(key_versions(s3, bucket, key))
     heads: dict[str, dict] = {}
     for item in reversed(newer):
-        if item.is_delete_marker:  # markers carry nothing to find them by; one on top is right whatever came first
+        if item.is_delete_marker:  # markers carry nothing to find them by: one held on the target stands for it
+            if not any(is_marker for _, is_marker in listed):
+                continue
             if any(is_marker and version.get("IsLatest") for version, is_marker in listed):
                 return None
             return _put_back(s3, bucket, key, {}, True, None)
