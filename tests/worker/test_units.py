@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -17,6 +19,7 @@ from crr_worker.ledger import KnownVersions, apply_standings
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, is_retryable
 from crr_worker.rules import parse_replication
 from crr_worker.sources.s3 import _page_versions, parse_notification
+from kafka.structs import TopicPartition
 
 ENTRY = ReplicationEntry(bucket="src", key="a b/ü", version_id="v1", size=3, etag="abc", sites=("aws1",),
                          destination="arn:aws:s3:::tgt", role="arn:aws:iam::1:role/r", storage_class="aws1",
@@ -278,6 +281,62 @@ def test_a_lease_is_held_since_a_moment_only_when_it_did_not_lapse_after_it():
     lease.renew(sent_at=22.5)
     assert lease.held_since(22.5, now=23.0) and not lease.held_since(21.0, now=23.0)
     assert not lease.held_since(22.5, now=30.0)  # expired
+
+
+class _GroupMember:
+    """A kafka-python consumer's group side: the first poll starts a rebalance, which a stuck member never ends
+    (kafka-python 3.0 was seen to do that for minutes); otherwise this member gets the partition."""
+
+    def __init__(self, stuck: bool):
+        self.stuck, self.listener, self.held, self.closed = stuck, None, set(), False
+
+    def subscribe(self, topics, listener):
+        self.listener = listener
+
+    def poll(self, timeout_ms):
+        if self.listener.started is None and not self.held:
+            self.listener.on_partitions_revoked(set())
+            if not self.stuck:
+                self.held = {TopicPartition("crr-populator", 0)}
+                self.listener.on_partitions_assigned(self.held)
+        time.sleep(0.01)
+
+    def assignment(self):
+        return self.held
+
+    def pause(self, *partitions):
+        pass
+
+    def commit(self, offsets, timeout_ms):
+        pass
+
+    def committed(self, partition, metadata, timeout_ms):
+        return None
+
+    def close(self, autocommit, timeout_ms=None):
+        self.closed = True
+
+
+def test_a_populator_stuck_in_a_rebalance_joins_again_as_a_new_member_and_leads(monkeypatch, caplog):
+    from crr_worker import leadership
+
+    stuck, fresh = _GroupMember(stuck=True), _GroupMember(stuck=False)
+    members = [stuck, fresh]
+    monkeypatch.setattr(leadership, "make_consumer", lambda config, topic, **options: members.pop(0))
+    monkeypatch.setattr(leadership, "wait_for_partitions", lambda consumer, topic, stop: None)
+    monkeypatch.setattr(leadership, "STUCK_REBALANCE_S", 0.3)
+    caplog.set_level(logging.INFO, logger="crr_worker.leadership")
+    populator = leadership.Leadership(SimpleNamespace(topic="crr"), threading.Event())
+    try:
+        assert not populator.check()
+        deadline = time.monotonic() + 10
+        while not populator.check() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert populator.check(), "the populator did not lead after joining again"
+    finally:
+        populator.close()
+    assert stuck.closed and fresh.closed and not members
+    assert [r.getMessage() for r in caplog.records].count("populators' group rebalance stuck: joining again") == 1
 
 
 class _RecordingProducer:

@@ -15,6 +15,10 @@ session timeout can let another member take over.
 Each commit carries the member's token, so a member taking the lead reads who led last: when it was itself (a
 rebalance took the partition away for a moment and gave it back), no other populator can have left a scan
 half done, and the active one need not list every bucket again.
+
+A member can also get stuck in a rebalance on its own side (seen with kafka-python 3.0: a join that never
+completed, for minutes, while the group had dropped the member): a rebalance that lasts longer than
+STUCK_REBALANCE_S makes the member leave and join again as a new one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from crr_worker.logs import log
 LOG = logging.getLogger("crr_worker.leadership")
 SESSION_TIMEOUT_MS = 10_000  # how long a crashed leader holds on; kafka-python's default is 45 s
 HEARTBEAT_INTERVAL_MS = 3_000
+# How long the group waits for members to rejoin in a rebalance (kafka-python's max_poll_interval_ms: 5 min
+# by default); the leadership thread polls twice a second, so a member that cannot rejoin in time is hung.
+REBALANCE_TIMEOUT_MS = 20_000
+STUCK_REBALANCE_S = 30.0  # longer than a rebalance can take in a live group
 # A cut-off leader's last heartbeat can be one interval before its last commit: the group expires it at the
 # earliest SESSION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS after that commit. The lease ends well before.
 LEASE_S = 4.0
@@ -82,15 +90,8 @@ class Leadership:
         self.lease = Lease(LEASE_S)
         self.token = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         self.followed_another = threading.Event()
-        self.consumer = make_consumer(config, self.topic, session_timeout_ms=SESSION_TIMEOUT_MS,
-                                      heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-                                      partition_assignment_strategy=(StickyPartitionAssignor,))
-        try:
-            wait_for_partitions(self.consumer, self.topic, stop)
-            self.consumer.subscribe([self.topic], listener=_HoldPaused(self.consumer, self.lease, self.topic))
-        except BaseException:
-            self.consumer.close(autocommit=False)
-            raise
+        self.config = config
+        self.consumer, self.rebalances = self._join(stop)
         self.leading: bool | None = None  # as last logged
         self.closing = threading.Event()
         self.thread = threading.Thread(target=self._keep_up, name="leadership", daemon=True)
@@ -121,6 +122,21 @@ class Leadership:
         self.closing.set()
         self.thread.join(timeout=SESSION_TIMEOUT_MS / 1000.0)
 
+    def _join(self, stop: threading.Event):
+        """A new member of the group, subscribed (it joins at its first poll), and the listener that holds its
+        partition paused."""
+        consumer = make_consumer(self.config, self.topic, session_timeout_ms=SESSION_TIMEOUT_MS,
+                                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS, max_poll_interval_ms=REBALANCE_TIMEOUT_MS,
+                                 partition_assignment_strategy=(StickyPartitionAssignor,))
+        try:
+            wait_for_partitions(consumer, self.topic, stop)
+            rebalances = _HoldPaused(consumer, self.lease, self.topic)
+            consumer.subscribe([self.topic], listener=rebalances)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer, rebalances
+
     def _keep_up(self) -> None:
         """Until closed; an error only costs the lease, and the next turn tries again."""
         try:
@@ -131,8 +147,25 @@ class Leadership:
                     self.lease.revoke(time.monotonic())
                     log(LOG, logging.INFO, "leadership not confirmed", group=self.topic, error=str(exc))
                     self.closing.wait(POLL_MS / 1000.0)
+                self._rejoin_if_stuck()
         finally:
             self.consumer.close(autocommit=False)
+
+    def _rejoin_if_stuck(self) -> None:
+        """Leave and join again as a new member when this one's rebalance has lasted too long."""
+        stuck_s = self.rebalances.lasted(time.monotonic())
+        if stuck_s < STUCK_REBALANCE_S:
+            return
+        log(LOG, logging.WARNING, "populators' group rebalance stuck: joining again", group=self.topic,
+            stuck_s=round(stuck_s, 1))
+        try:
+            fresh = self._join(self.closing)
+        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
+            log(LOG, logging.WARNING, "populators' group not joined again", group=self.topic, error=str(exc))
+            return
+        stuck, self.consumer, self.rebalances = self.consumer, *fresh
+        self.lease.revoke(time.monotonic())
+        stuck.close(autocommit=False, timeout_ms=POLL_MS)
 
     def _turn(self) -> None:
         """One poll of the group, then a commit on the partition if this member holds it; that renews the lease."""
@@ -158,12 +191,19 @@ class _HoldPaused(ConsumerRebalanceListener):
 
     def __init__(self, consumer, lease: Lease, topic: str):
         self.consumer, self.lease, self.topic = consumer, lease, topic
+        self.started: float | None = None  # when the rebalance under way began (kafka-python calls revoked first)
+
+    def lasted(self, now: float) -> float:
+        """How long the rebalance under way has lasted; 0 when none is."""
+        return 0.0 if self.started is None else now - self.started
 
     def on_partitions_revoked(self, revoked):
+        self.started = time.monotonic()
         if revoked:
-            self.lease.revoke(time.monotonic())
+            self.lease.revoke(self.started)
 
     def on_partitions_assigned(self, assigned):
+        self.started = None
         if assigned:
             self.consumer.pause(*assigned)
         log(LOG, logging.INFO, "populators' group rebalanced", group=self.topic, holds_partition=bool(assigned))
