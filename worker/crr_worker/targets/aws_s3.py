@@ -169,20 +169,15 @@ class AwsS3Target:
                              % (key, bucket))
 
     def _any_version(self, bucket: str, key: str) -> bool:
-        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
-        return any(v["Key"] == key for v in reply.get("Versions", []) + reply.get("DeleteMarkers", []))
+        return next(key_versions(self.s3, bucket, key, limit=1), None) is not None
 
     def _marker_below(self, bucket: str, key: str, latest_id: str) -> str | None:
-        """The version id of the newest delete marker of `key` older than its latest version `latest_id`."""
-        reply = self.s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=MAX_VERSIONS_CHECKED + 1)
-        latest = next((v for v in reply.get("Versions", []) if v["Key"] == key and v.get("VersionId") == latest_id),
-                      None)
-        markers = [m for m in reply.get("DeleteMarkers", []) if m["Key"] == key and m.get("VersionId")]
-        if latest is not None:
-            markers = [m for m in markers if m["LastModified"] <= latest["LastModified"]]
-        if not markers:
-            return None
-        return max(markers, key=lambda m: m["LastModified"])["VersionId"]
+        """The version id of the newest delete marker of `key` older than its latest version `latest_id` (or of
+        the newest one, when `latest_id` is not among the MAX_VERSIONS_CHECKED newest)."""
+        listed = list(key_versions(self.s3, bucket, key, limit=MAX_VERSIONS_CHECKED + 1))
+        at = next((n for n, (v, is_marker) in enumerate(listed) if not is_marker and v.get("VersionId") == latest_id),
+                  0)
+        return next((v["VersionId"] for v, is_marker in listed[at:] if is_marker and v.get("VersionId")), None)
 
     def _replicate_metadata(self, bucket: str, entry: ReplicationEntry, source: Source) -> ReplicaWritten | None:
         """A metadata change of a replicated version: its tags set again on the replica (PUT_TAGGING,
