@@ -55,12 +55,17 @@ class Site:
     access_key: str | None = None
     secret_key: str | None = None
     server_side_encryption: bool = False
-    https: bool = True
+    https: bool | None = None  # None: HTTPS for an aws_s3 endpoint, HTTP for a scality site's servers
     path_style: bool = False
     supports_versioning: bool = True
     legacy_aws_behavior: bool = False
     canonical_id: str | None = None
     display_name: str | None = None
+
+
+    @property
+    def uses_https(self):
+        return self.https if self.https is not None else self.type != "scality"
 
 
 # ---------------------------------------------------------------------------------------------- validate
@@ -219,7 +224,7 @@ def _location_details(site):
         details["credentialsProfile"] = site.credentials_profile
     else:
         details["credentials"] = {"accessKey": site.access_key, "secretKey": site.secret_key}
-    details.update(serverSideEncryption=site.server_side_encryption, https=site.https, pathStyle=site.path_style,
+    details.update(serverSideEncryption=site.server_side_encryption, https=site.uses_https, pathStyle=site.path_style,
                    supportsVersioning=site.supports_versioning)
     return details
 
@@ -273,6 +278,8 @@ def _bootstrap_entry(site):
     if site.type == "scality":  # the worker writes replicas as the target account, with its keys
         optional = {"canonicalId": site.canonical_id, "displayName": site.display_name,
                     "credentialsProfile": site.credentials_profile}
+        if site.uses_https:
+            optional["https"] = True  # absent: HTTP, the worker's default for a scality site
         return dict({"site": site.name, "servers": list(site.servers)},
                     **{key: value for key, value in optional.items() if value})
     entry = {"site": site.name, "type": site.type}
@@ -283,7 +290,7 @@ def _bootstrap_entry(site):
         entry["credentialsProfile"] = site.credentials_profile
     elif site.access_key:
         entry["credentials"] = {"accessKey": site.access_key, "secretKey": site.secret_key}
-    entry.update(https=site.https, pathStyle=site.path_style)
+    entry.update(https=site.uses_https, pathStyle=site.path_style)
     return entry
 
 

@@ -95,9 +95,11 @@ options:
     default: false
   https:
     description:
-      - Whether the V(aws_s3) endpoint is reached over HTTPS.
+      - Whether the site is reached over HTTPS.
+      - For an V(aws_s3) site, its endpoint (C(https) of the location); default V(true).
+      - For a V(scality) site, its O(servers), by the worker only (C(https) in its C(bootstrapList) entry);
+        default V(false), as CloudServer listens for HTTP unless configured otherwise.
     type: bool
-    default: true
   path_style:
     description:
       - Whether path-style addressing is used for the V(aws_s3) endpoint.
@@ -230,7 +232,7 @@ ARGUMENT_SPEC = dict(
     access_key=dict(type="str", no_log=True),
     secret_key=dict(type="str", no_log=True),
     server_side_encryption=dict(type="bool", default=False),
-    https=dict(type="bool", default=True),
+    https=dict(type="bool"),
     path_style=dict(type="bool", default=False),
     supports_versioning=dict(type="bool", default=True),
     legacy_aws_behavior=dict(type="bool", default=False),

@@ -239,6 +239,13 @@ def test_scality_bootstrap_entry_carries_the_target_account_and_its_keys_profile
                                    "displayName": "Bart", "credentialsProfile": "paris"}]
 
 
+def test_a_scality_site_reached_over_https_says_so_in_its_bootstrap_entry_and_going_back_to_http_drops_it():
+    over_https = apply_bootstrap_entry({}, scality(https=True), "present")
+    assert bootstrap(over_https) == [{"site": "paris", "servers": ["10.0.0.5:8000"], "https": True}]
+    assert bootstrap(apply_bootstrap_entry(over_https, scality(https=False), "present")) == [
+        {"site": "paris", "servers": ["10.0.0.5:8000"]}]
+
+
 def test_the_target_account_options_apply_to_scality_sites_only():
     assert error_of(validate_site, aws(canonical_id="x"), "present", True).startswith(
         "canonical_id: applies to type scality only")

@@ -43,6 +43,12 @@ def test_scality_site_keeps_its_servers_and_names_the_target_account_and_its_key
     assert site.credentials.profile == "zenko" and not site.https
 
 
+def test_a_scality_site_written_with_https_is_reached_over_https_by_the_worker():
+    config = _worker_config([{"name": "zenko", "type": "scality", "servers": ["node2:8443"], "https": True,
+                              "canonical_id": "79a59df9", "display_name": "Bart", "credentials_profile": "zenko"}])
+    assert config.site("zenko").https
+
+
 def test_a_scality_site_without_its_target_account_is_refused_before_any_change():
     from ansible.errors import AnsibleFilterError
 
