@@ -8,8 +8,10 @@ import json
 import threading
 from types import SimpleNamespace
 
+import pytest
 from crr_worker.config import parse_config
 from crr_worker.entries import COMPLETED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.ledger import LedgerUnavailable
 from crr_worker.populator import Populator
 from crr_worker.processor import Processor, _PartitionProgress, _Record
 from crr_worker.rules import parse_replication
@@ -45,6 +47,9 @@ class FakeProducer:
 
     def flush(self, timeout=None):
         self.events.append(("flush",))
+
+    def close(self, timeout=None):
+        self.events.append(("close",))
 
 
 class FakeSource:
@@ -261,3 +266,34 @@ def test_the_versions_of_one_key_stop_being_listed_at_the_first_page_past_it():
     source = make_source(SimpleNamespace(get_paginator=lambda name: SimpleNamespace(paginate=paginate)))
     assert [v.version_id for v in source.list_versions("src", "photos")] == ["v1", "v2"]
     assert fetched == pages[:1]
+
+
+class _Leading:
+    def check(self) -> bool:
+        return True
+
+    def took_over(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_a_ledger_read_cut_short_by_the_stop_is_a_clean_stop_and_otherwise_an_error(monkeypatch, stopping):
+    populator = make_populator(FakeSource({}))
+
+    def ledger_cut_short():
+        if stopping:
+            populator.stop.set()  # SIGTERM while the ledger is read at start
+        raise LedgerUnavailable("the ledger topic was not read to its end")
+
+    monkeypatch.setattr("crr_worker.populator.ensure_topics", lambda config: None)
+    monkeypatch.setattr("crr_worker.populator.make_producer", lambda config: FakeProducer())
+    monkeypatch.setattr("crr_worker.populator.Leadership", lambda config, stop: _Leading())
+    monkeypatch.setattr(populator, "_scan_on_schedule", ledger_cut_short)
+    if stopping:
+        populator.run()
+    else:
+        with pytest.raises(LedgerUnavailable):
+            populator.run()
