@@ -9,10 +9,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
 from crr_worker import populator
+from crr_worker.metrics import render_scans
+from crr_worker.scan_report import STALE_AFTER_MS, ScanReport
 
 from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
 from tests.worker.test_api import _metric, start_api
@@ -133,6 +136,14 @@ def test_the_scan_logs_versions_listed_and_queued_per_bucket_and_the_api_counts_
     done = wait_for(lambda: [r for r in log_records(scanner) if r.get("message") == "scan of bucket done"], 30, 0.3,
                     "the scan's per-bucket line")
     assert (done[0]["bucket"], done[0]["listed"], done[0]["queued"]) == (pair.source_bucket, 3, 3)
+    bucket = 'bucket="%s"' % pair.source_bucket
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", bucket) == 3, 30, 0.5,
+             "the scan's report in the metrics")
+    metrics = api.get("/metrics").text
+    assert _metric(metrics, "crr_scan_queued_versions", bucket) == 3
+    assert _metric(metrics, "crr_scan_running", bucket) == 0
+    started = _metric(metrics, "crr_scan_started_timestamp_seconds", bucket)
+    assert 0 < started <= _metric(metrics, "crr_scan_updated_timestamp_seconds", bucket) <= time.time()
 
 
 def test_a_long_scan_logs_its_progress_as_it_lists(monkeypatch, caplog):
@@ -143,3 +154,17 @@ def test_a_long_scan_logs_its_progress_as_it_lists(monkeypatch, caplog):
             progress.queued += 1
     lines = [(r.getMessage(), r.fields["listed"], r.fields["queued"]) for r in caplog.records]
     assert lines == [("scan progress", 1, 0), ("scan progress", 2, 1)]
+
+
+def test_the_scan_reports_each_progress_line_and_its_end_and_a_silent_running_scan_is_not_counted_running():
+    reported = []
+    progress = populator.ScanProgress("bucket-a", report=lambda p, running: reported.append((p.listed, running)))
+    progress.listed = 5
+    progress.log("scan progress")
+    progress.log("scan of bucket done", running=False)
+    assert reported == [(5, True), (5, False)]
+
+    running = ScanReport("bucket-a", listed=5, queued=2, running=True, started_at=1_000, updated_at=2_000)
+    assert ScanReport.from_kafka(running.to_kafka()[1]) == running
+    assert running.running_at(2_000 + STALE_AFTER_MS - 1) and not running.running_at(2_000 + STALE_AFTER_MS)
+    assert render_scans([running], now_ms=2_500)[2:3] == ['crr_scan_running{bucket="bucket-a"} 1']

@@ -25,11 +25,19 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from crr_worker.config import ConfigError, WorkerConfig
 from crr_worker.control import ControlWatch, set_paused
-from crr_worker.entries import StatusEntry
+from crr_worker.entries import StatusEntry, now_ms
 from crr_worker.kafka_io import ensure_topics, make_producer
 from crr_worker.ledger import LedgerReader, apply_to_store
 from crr_worker.logs import log
-from crr_worker.metrics import ReplicationMetrics, read_lag, render_lag, render_pending_age, render_states
+from crr_worker.metrics import (
+    ReplicationMetrics,
+    read_lag,
+    render_lag,
+    render_pending_age,
+    render_scans,
+    render_states,
+)
+from crr_worker.scan_report import ScanReport
 from crr_worker.status import requeue
 from crr_worker.store import StatusStore
 
@@ -72,7 +80,8 @@ class ApiTopics:
 
 
 class LedgerFollower:
-    """The ledger and the sites' pause states as they are now, kept by one thread; readers query under its lock.
+    """The ledger, the sites' pause states and the scan reports as they are now, kept by one thread; readers query
+    under its lock.
     The statuses are on disk (store.py), in a store rebuilt from the ledger at each start of the follower."""
 
     def __init__(self, config: WorkerConfig, topics: ApiTopics, metrics: ReplicationMetrics,
@@ -81,6 +90,7 @@ class LedgerFollower:
         self.lock = threading.Lock()
         self.state = StatusStore(config.state_dir)
         self.paused: dict[str, bool] = {}
+        self.scans: list[ScanReport] = []
         self.ready = threading.Event()  # set once the ledger was read to the end it had at start
         self.thread = threading.Thread(target=self._run, name="ledger-follower", daemon=True)
 
@@ -103,6 +113,10 @@ class LedgerFollower:
     def paused_sites(self) -> dict[str, bool]:
         with self.lock:
             return dict(self.paused)
+
+    def scan_reports(self) -> list[ScanReport]:
+        with self.lock:
+            return list(self.scans)
 
     def _run(self) -> None:
         """Follow until stopped; after a Kafka error, start over from the ledger's beginning (metrics reset)."""
@@ -133,6 +147,7 @@ class LedgerFollower:
                 control.refresh()
                 with self.lock:
                     self.paused = {site: control.paused(site) for site in (s.site for s in self.config.sites)}
+                    self.scans = sorted(control.scans.values(), key=lambda report: report.bucket)
                 if not self.ready.is_set() and reader.caught_up():
                     self.ready.set()
                     log(LOG, logging.INFO, "ledger loaded", versions=len(self.state))
@@ -227,6 +242,7 @@ class Api:
         sites = [s.site for s in self.config.sites]
         lines += render_states(versions, self.follower.paused_sites(), sites, self.follower.ready.is_set())
         lines += render_pending_age(oldest_pending, sites, time.time())
+        lines += render_scans(self.follower.scan_reports(), now_ms())
         return Reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
 
     def failed_list(self, query: dict) -> Reply:

@@ -3,7 +3,8 @@
 Processors of one site may run on several hosts, so a pause cannot be a signal to a local process: the API
 writes the site's state (key = site name) to `<topic>-control`, a one-partition compacted topic, and every
 processor reads it from the start at launch and follows it afterwards. Compaction keeps one record per site,
-so a processor started while its site is paused starts paused.
+so a processor started while its site is paused starts paused. The populator writes its scan progress there
+too (crr_worker.scan_report), for the API.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import now_ms
 from crr_worker.kafka_io import control_topic, make_consumer, send_all
 from crr_worker.logs import log
+from crr_worker.scan_report import ScanReport, is_scan_report
 
 LOG = logging.getLogger("crr_worker.control")
 
@@ -58,11 +60,13 @@ def set_paused(config: WorkerConfig, producer: KafkaProducer, site: str, paused:
 
 
 class ControlWatch:
-    """The latest state of every site, read from the control topic; used by one thread only (not thread-safe)."""
+    """The latest state of every site, and the last scan report of every bucket, read from the control topic; used
+    by one thread only (not thread-safe)."""
 
     def __init__(self, config: WorkerConfig):
         self.config = config
         self.sites: dict[str, SiteControl] = {}
+        self.scans: dict[str, ScanReport] = {}
         self.consumer = None
 
     def load(self, stop: threading.Event, timeout_s: float = 60.0) -> None:
@@ -86,7 +90,14 @@ class ControlWatch:
         """Apply records written since the last call; `paused()` then answers with them."""
         for messages in self.consumer.poll(timeout_ms=timeout_ms).values():
             for message in messages:
-                state = SiteControl.from_kafka(message.value) if message.value is not None else None
+                if message.value is None:
+                    continue
+                if is_scan_report(message.key):
+                    report = ScanReport.from_kafka(message.value)
+                    if report is not None:
+                        self.scans[report.bucket] = report
+                    continue
+                state = SiteControl.from_kafka(message.value)
                 if state is not None:
                     self.sites[state.site] = state
 

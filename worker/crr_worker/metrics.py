@@ -22,6 +22,7 @@ from kafka.admin import OffsetSpec
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import COMPLETED, FAILED, PENDING, StatusEntry
 from crr_worker.rules import unroutable_rule
+from crr_worker.scan_report import ScanReport
 
 # Seconds: sub-second for notified objects up to an hour for a retried or backlogged one.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -228,6 +229,26 @@ def render_pending_age(statuses: list[StatusEntry], sites: list[str], now_s: flo
     for site in sorted(set(sites) | set(oldest_ms)):
         age = max(0.0, now_s - oldest_ms[site] / 1000.0) if site in oldest_ms else 0.0
         lines.append('crr_oldest_pending_age_seconds{site="%s"} %.3f' % (_label(site), age))
+    return lines
+
+
+def render_scans(reports: list[ScanReport], now_ms: int) -> list[str]:
+    """Per bucket, the populator's current (or last) scan: running or not, versions listed and entries queued, and
+    when it started and last reported (epoch seconds); a rate is deriv(crr_scan_listed_versions[5m])."""
+    families = (
+        ("crr_scan_running", "1 while the active populator scans the bucket (it reported in the last 60 s)",
+         lambda r: "%d" % r.running_at(now_ms)),
+        ("crr_scan_listed_versions", "versions the bucket's current or last scan listed", lambda r: "%d" % r.listed),
+        ("crr_scan_queued_versions", "entries the bucket's current or last scan queued", lambda r: "%d" % r.queued),
+        ("crr_scan_started_timestamp_seconds", "when the bucket's current or last scan started",
+         lambda r: "%.3f" % (r.started_at / 1000.0)),
+        ("crr_scan_updated_timestamp_seconds", "when the bucket's current or last scan last reported",
+         lambda r: "%.3f" % (r.updated_at / 1000.0)),
+    )
+    lines = []
+    for name, helptext, value in families:
+        lines += _family(name, "gauge", helptext)
+        lines += ['%s{bucket="%s"} %s' % (name, _label(report.bucket), value(report)) for report in reports]
     return lines
 
 

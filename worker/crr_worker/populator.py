@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from kafka.errors import KafkaError
+
 from crr_worker.config import WorkerConfig
-from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_producer, send_all
+from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry, now_ms
+from crr_worker.kafka_io import control_topic, ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
 from crr_worker.ledger import KnownVersions, LedgerReader, LedgerUnavailable, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
+from crr_worker.scan_report import ScanReport
 from crr_worker.sources.base import Change, Source, VersionInfo
 
 LOG = logging.getLogger("crr_worker.populator")
@@ -45,14 +48,16 @@ class _CachedRules:
 
 @dataclass
 class ScanProgress:
-    """How far the scan of one bucket got: versions listed and entries queued, logged every SCAN_PROGRESS_EVERY_S
-    (the populator serves no metrics; the API counts the queued versions from the ledger)."""
+    """How far the scan of one bucket got: versions listed and entries queued, logged every SCAN_PROGRESS_EVERY_S,
+    and handed each time to `report` (the populator's scan reports, for the API's metrics)."""
 
     bucket: str
     listed: int = 0
     queued: int = 0
     started: float = field(default_factory=time.monotonic)
     logged: float = field(default_factory=time.monotonic)
+    started_at: int = field(default_factory=now_ms)
+    report: Callable[[ScanProgress, bool], None] = lambda progress, running: None
 
     def counted(self, versions: Iterable[VersionInfo]) -> Iterator[VersionInfo]:
         """`versions`, counting each one listed and logging the progress when it is due."""
@@ -62,11 +67,12 @@ class ScanProgress:
                 self.log("scan progress")
             yield version
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, running: bool = True) -> None:
         self.logged = time.monotonic()
         elapsed = max(self.logged - self.started, 1e-6)
         log(LOG, logging.INFO, message, bucket=self.bucket, listed=self.listed, queued=self.queued,
             elapsed_s=round(elapsed, 1), listed_per_s=round(self.listed / elapsed, 1))
+        self.report(self, running)
 
 
 @dataclass(frozen=True)
@@ -155,9 +161,10 @@ class Populator:
                 break
             replication = self._replication(bucket, fresh=True)
             if replication is not None and replication.enabled:
-                progress = ScanProgress(bucket)
+                progress = ScanProgress(bucket, report=self._report_scan)
+                self._report_scan(progress, True)
                 count += self.enqueue(replication, progress.counted(self.source.list_versions(bucket)), progress)
-                progress.log("scan of bucket done")
+                progress.log("scan of bucket done", running=False)
         log(LOG, logging.INFO, "scan done", enqueued=count)
         return count
 
@@ -245,6 +252,16 @@ class Populator:
         for start in range(0, len(queued), FLUSH_EVERY):
             count += self._publish(queued[start:start + FLUSH_EVERY])
         return count
+
+    def _report_scan(self, progress: ScanProgress, running: bool) -> None:
+        """Write how far the scan of a bucket got to the control topic, for the API; not waited for (the next
+        flush of entries carries it), and a report lost to a Kafka error only delays the metric."""
+        report = ScanReport(progress.bucket, progress.listed, progress.queued, running, progress.started_at, now_ms())
+        key, value = report.to_kafka()
+        try:
+            self.producer.send(control_topic(self.config), key=key, value=value)
+        except KafkaError as exc:
+            log(LOG, logging.WARNING, "scan progress not reported", bucket=progress.bucket, error=str(exc))
 
     def _in_scope(self, bucket: str) -> bool:
         """Whether `bucket` is one of `source.buckets` (any bucket when none are listed: discovery). A notification
