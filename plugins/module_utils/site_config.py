@@ -62,7 +62,6 @@ class Site:
     canonical_id: str | None = None
     display_name: str | None = None
 
-
     @property
     def uses_https(self):
         return self.https if self.https is not None else self.type != "scality"
