@@ -36,6 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # test_crr_bucket_replication (StoredReplicationProxy) imports `playbook`
 
 from botocore.exceptions import ClientError  # noqa: E402
 
