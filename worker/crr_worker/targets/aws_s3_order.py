@@ -111,8 +111,9 @@ def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str |
     when a marker is newer than it and the target holds one, unless that is the latest already; returns the version
     id of what was put back, None when nothing was.
 
-    Called after a late version was written over newer replicas, and when a retry finds its late write done: the
-    restore itself may have failed then (an error, a kill), and the late version must not stay the latest."""
+    Called when a re-queued entry (a retry or a replay) finds its late write already done: the restore that
+    followed it may have failed (an error, a kill), and the late version must not stay the latest. Right after a
+    write, restore_latest decides from the latest before it instead."""
     if not newer:
         return None
     listed = list(key_versions(s3, bucket, key))
