@@ -32,7 +32,8 @@ _ENDPOINT_KEYS = ("site", "servers", "type", "default")
 _LOCATION_DETAIL_KEYS = ("awsEndpoint", "bucketName", "bucketMatch", "credentialsProfile", "credentials",
                          "serverSideEncryption", "https", "pathStyle", "supportsVersioning")
 _BOOTSTRAP_KEYS = ("site", "servers", "type", "awsEndpoint", "bucketName", "region", "bucketMatch",
-                   "credentialsProfile", "credentials", "https", "pathStyle", "canonicalId", "displayName")
+                   "credentialsProfile", "credentials", "https", "pathStyle", "canonicalId", "displayName",
+                   "replicateVersionDeletes")
 
 
 class SiteConfigError(ValueError):
@@ -61,6 +62,7 @@ class Site:
     legacy_aws_behavior: bool = False
     canonical_id: str | None = None
     display_name: str | None = None
+    replicate_version_deletes: bool = False
 
     @property
     def uses_https(self):
@@ -274,6 +276,13 @@ def apply_bootstrap_entry(config, site, state, label="worker_config"):
 
 
 def _bootstrap_entry(site):
+    entry = _site_entry(site)
+    if site.replicate_version_deletes:
+        entry["replicateVersionDeletes"] = True  # absent: false, the worker's default
+    return entry
+
+
+def _site_entry(site):
     if site.type == "scality":  # the worker writes replicas as the target account, with its keys
         optional = {"canonicalId": site.canonical_id, "displayName": site.display_name,
                     "credentialsProfile": site.credentials_profile}

@@ -79,6 +79,16 @@ options:
     description:
       - Display name of that account (C(displayName)), written into O(worker_config) only.
     type: str
+  replicate_version_deletes:
+    description:
+      - Whether a version deleted from the source by its version id is deleted from this site too
+        (C(replicateVersionDeletes) in O(worker_config) only). AWS S3 replication never does this; MinIO does.
+      - Off, a version deleted on the source stays on the site, whose copy then keeps the data the source lost.
+      - On, the worker deletes the site's replica of that version once the source confirms it gone; a delete
+        marker removed from the source goes from the site too. A DELETE without a version id is not a version
+        delete, it makes a delete marker, replicated as any version.
+    type: bool
+    default: false
   access_key:
     description:
       - Access key of the V(aws_s3) target, written as C(credentials) when no O(credentials_profile) is given.
@@ -238,6 +248,7 @@ ARGUMENT_SPEC = dict(
     legacy_aws_behavior=dict(type="bool", default=False),
     canonical_id=dict(type="str"),
     display_name=dict(type="str"),
+    replicate_version_deletes=dict(type="bool", default=False),
     cloudserver_config=dict(type="path"),
     location_config=dict(type="path"),
     worker_config=dict(type="path"),

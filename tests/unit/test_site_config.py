@@ -246,6 +246,13 @@ def test_a_scality_site_reached_over_https_says_so_in_its_bootstrap_entry_and_go
         {"site": "paris", "servers": ["10.0.0.5:8000"]}]
 
 
+@pytest.mark.parametrize("site", [scality, aws], ids=["scality", "aws_s3"])
+def test_a_site_replicating_version_deletes_says_so_in_its_bootstrap_entry_and_turning_it_off_drops_it(site):
+    on = apply_bootstrap_entry({}, site(replicate_version_deletes=True), "present")
+    assert bootstrap(on)[0]["replicateVersionDeletes"] is True
+    assert "replicateVersionDeletes" not in bootstrap(apply_bootstrap_entry(on, site(), "present"))[0]
+
+
 def test_the_target_account_options_apply_to_scality_sites_only():
     assert error_of(validate_site, aws(canonical_id="x"), "present", True).startswith(
         "canonical_id: applies to type scality only")

@@ -49,6 +49,14 @@ def test_a_scality_site_written_with_https_is_reached_over_https_by_the_worker()
     assert config.site("zenko").https
 
 
+def test_a_site_written_with_replicate_version_deletes_deletes_versions_in_the_worker():
+    config = _worker_config([{"name": "aws", "type": "aws_s3", "aws_endpoint": "s3.amazonaws.com", "bucket": "b",
+                              "credentials_profile": "p", "replicate_version_deletes": True},
+                             {"name": "other", "type": "aws_s3", "aws_endpoint": "s3.amazonaws.com", "bucket": "c",
+                              "credentials_profile": "p"}])
+    assert config.site("aws").replicate_version_deletes and not config.site("other").replicate_version_deletes
+
+
 def test_a_scality_site_without_its_target_account_is_refused_before_any_change():
     from ansible.errors import AnsibleFilterError
 

@@ -104,6 +104,11 @@ class BackbeatClient:
         body = json.dumps({"Locations": locations}).encode("utf-8")
         self.call(Route("POST", "/_/backbeat/batchdelete", {}, body, {"content-type": "application/json"}))
 
+    def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+        """An S3 DELETE of one version (not a backbeat route): it removes the version, a delete marker too."""
+        path = "/%s/%s" % (quote(bucket, safe=""), quote(key, safe="/~"))
+        self.call(Route("DELETE", path, {"versionId": version_id}))
+
     def call(self, route: Route) -> requests.Response:
         """Send one signed request; BackbeatError when CloudServer answers with an error."""
         for attempt in range(len(self.endpoints)):

@@ -26,10 +26,13 @@ def iso_utc(epoch_ms: int) -> str:
 
 
 def status_row(status: StatusEntry) -> tuple[str, ...]:
-    """One status as table cells; a delete marker's version says so, line breaks of a reason become spaces."""
+    """One status as table cells; a delete marker's version says so, and so does a version deleted from the source
+    (replicateVersionDeletes: its status is that of the replica's deletion); line breaks of a reason become spaces."""
     version = status.entry.version_id or EMPTY
     if status.entry.is_delete_marker:
         version += " (delete marker)"
+    if status.entry.deleted:
+        version += " (deleted)"
     reason = " ".join(status.reason.split())
     state = status.status
     if state == FAILED:

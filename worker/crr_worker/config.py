@@ -148,6 +148,7 @@ class SiteConfig:
     canonical_id: str | None = None  # a scality site: the canonical id of the account replicas belong to
     display_name: str | None = None  # ... and its display name
     bandwidth_limit: int | None = None  # bytes/s of bodies read for this site by one processor; None: unlimited
+    replicate_version_deletes: bool = False  # a version deleted from the source (by its id) is deleted here too
 
 
 @dataclass(frozen=True)
@@ -551,6 +552,7 @@ def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
         canonical_id=section.text("canonicalId"),
         display_name=section.text("displayName"),
         bandwidth_limit=_bandwidth_limit(section),
+        replicate_version_deletes=section.get("replicateVersionDeletes", bool, False),
     )
 
 

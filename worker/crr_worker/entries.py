@@ -97,6 +97,9 @@ class ReplicationEntry:
     content: tuple[str, ...] = ()
     object_md: str = ""  # the source's whole ObjectMD (JSON), for a CloudServer source; carried as is
     md_digest: str = ""  # object_md.md_digest of it, kept by statuses (which do not carry the ObjectMD)
+    # A version delete (a "del" entry): the version was deleted from the source by its id, and its replica is to be
+    # deleted from the sites (replicateVersionDeletes); its COMPLETED status says the site holds it no more.
+    deleted: bool = False
 
     def __post_init__(self):
         if not self.content:
@@ -156,7 +159,7 @@ class ReplicationEntry:
 
     def _envelope(self, metadata: dict | str) -> dict:
         return {
-            "type": "put",
+            "type": "del" if self.deleted else "put",
             "bucket": self.bucket,
             "key": "%s%s%s" % (self.key, VERSION_SEPARATOR, self.version_id),
             "value": metadata if isinstance(metadata, str) else json.dumps(metadata),
@@ -208,6 +211,7 @@ class ReplicationEntry:
                 content=_shared(info.get("content") or ()),
                 object_md=envelope["value"] if full else "",
                 md_digest=md_digest(metadata) if full else metadata.get("mdDigest", ""),
+                deleted=envelope.get("type") == "del",
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryError("not a replication entry: %s" % exc) from exc
@@ -289,6 +293,7 @@ class StatusEntry:
             "reason": self.reason,
             "dataStoreVersionId": self.target_version_id,
             "replayCount": self.entry.replay_count,
+            "versionDeleted": self.entry.deleted,
             "updatedAt": self.updated_at,
             "replayAt": self.replay_at,
         }

@@ -27,6 +27,7 @@ from crr_worker.retry import describe, error_code
 from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
 from crr_worker.scan_report import ScanReport
 from crr_worker.sources.base import Change, Source, VersionInfo
+from crr_worker.version_deletes import version_delete_entries
 
 LOG = logging.getLogger("crr_worker.populator")
 RULES_TTL_S = 30.0
@@ -223,9 +224,13 @@ class Populator:
         to_list: dict[str, list[str]] = {}
         exact: list[tuple[BucketReplication, VersionInfo]] = []
         decided: list[_Queued] = []
+        deletes: list[ReplicationEntry] = []
         seen = set()
         for change in changes:
             if not self._in_scope(change.bucket):
+                continue
+            if change.removed:
+                deletes.extend(self._version_deletes(change))
                 continue
             if change.entry is not None:
                 decided.append(_Queued(change.entry))  # the source decided (CloudServer): in the feed's order
@@ -251,7 +256,20 @@ class Populator:
         count = 0
         for start in range(0, len(queued), FLUSH_EVERY):
             count += self._publish(queued[start:start + FLUSH_EVERY])
-        return count
+        if deletes:  # no PENDING mark: the version keeps its status until its replica is deleted
+            send_all(self.producer, self.config.topic, [e.to_kafka() for e in deletes])
+            self.published += len(deletes)
+        return count + len(deletes)
+
+    def _version_deletes(self, change: Change) -> list[ReplicationEntry]:
+        """The "del" entries of a version the feed reports deleted (crr_worker.version_deletes); none unless a site
+        has replicateVersionDeletes."""
+        if not change.version_id or not any(site.replicate_version_deletes for site in self.config.sites):
+            return []
+        replication = self._replication(change.bucket)
+        if replication is None:
+            return []
+        return version_delete_entries(self.config, replication, self.known, change)
 
     def _report_scan(self, progress: ScanProgress, running: bool) -> None:
         """Write how far the scan of a bucket got to the control topic, for the API; not waited for (the next

@@ -16,7 +16,7 @@ from crr_worker.logs import log
 from crr_worker.outage import SiteHold
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries, describe
 from crr_worker.sources.base import Source
-from crr_worker.targets.base import Target
+from crr_worker.targets.base import ReplicaWritten, Target
 
 LOG = logging.getLogger("crr_worker.processor")
 
@@ -49,15 +49,17 @@ class Replicator:
         except Stopped:
             return False
 
-    def replicate(self, entry: ReplicationEntry, give_up) -> StatusEntry:
-        """The outcome of replicating `entry` within the site's retry budget; raises Stopped once `give_up` is set."""
+    def replicate(self, entry: ReplicationEntry, give_up) -> StatusEntry | bool:
+        """The outcome of replicating `entry` within the site's retry budget (True: none, see _delete_replica);
+        raises Stopped once `give_up` is set."""
         def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
             log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
                 version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
 
+        operation = ((lambda: self._delete_replica(entry)) if entry.deleted
+                     else (lambda: self.target.replicate(entry, self.source, give_up)))
         try:  # the probe tells an outage of the site from an error of the version (crr_worker.outage)
-            written = call_with_retries(lambda: self.target.replicate(entry, self.source, give_up),
-                                        self.site.retry, give_up, on_retry=on_retry,
+            written = call_with_retries(operation, self.site.retry, give_up, on_retry=on_retry,
                                         hold=self.hold, probe=lambda: self.target.probe(entry))
         except ReplicationFailed as exc:
             return self._failed(entry, exc.reason, exc.transient)
@@ -66,8 +68,23 @@ class Replicator:
         except Exception as exc:  # noqa: BLE001 - a bug must still end as a visible FAILED, not a silent skip
             LOG.exception("unexpected error")
             return self._failed(entry, "internal error: %s" % describe(exc))
+        if written is None:
+            return True
         self._count("skipped" if written.skipped else "completed", written.bytes_copied)
         return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
+
+    def _delete_replica(self, entry: ReplicationEntry) -> ReplicaWritten | None:
+        """A version delete: the replica goes once the source confirms the version is gone. None when the source
+        still has it (a stale or stray event): the replica stays, and so does the version's status in the ledger."""
+        versions = list(self.source.list_versions(entry.bucket, entry.key))
+        if any(v.version_id == entry.version_id for v in versions):
+            log(LOG, logging.WARNING, "a version delete names a version the source still has: its replica is kept",
+                site=self.site.site, bucket=entry.bucket, key=entry.key, version_id=entry.version_id)
+            return None
+        removed = self.target.delete_replica(entry, versions)
+        log(LOG, logging.INFO, "version delete replicated", site=self.site.site, bucket=entry.bucket, key=entry.key,
+            version_id=entry.version_id, removed=removed.target_version_id or "no replica")
+        return removed
 
     def _failed(self, entry: ReplicationEntry, reason: str, transient: bool = False) -> StatusEntry:
         """FAILED with the reason and where; when the reason may pass and replays are left, with the time of the

@@ -89,6 +89,18 @@ class BucketReplication:
         routes = self.routes_for(key, read_tags)
         return routes[0].rule if routes else None
 
+    def routes_ignoring_tags(self, key: str) -> tuple[Route, ...]:
+        """Where versions of `key` may have gone whatever their tags: each site under the best rule covering the
+        key and naming it. For a version deleted from the source, whose tags can no longer be read."""
+        taken: set[str] = set()
+        routes = []
+        for rule in self._ranked(key):
+            sites = tuple(s for s in rule.sites if s not in taken)
+            if sites:
+                taken.update(sites)
+                routes.append(Route(rule, sites))
+        return tuple(routes)
+
     def sites_for(self, key: str) -> set[str]:
         """Every site a version of `key` may go to, whatever its tags: those of every rule covering the key."""
         return {site for rule in self._ranked(key) for site in rule.sites}

@@ -31,6 +31,7 @@ class Change:
     `version_id` is a hint only (an S3 event's versionId): the key's versions are still listed, so that they are
     enqueued in order whatever order the feed delivers; a hint already known lets the populator skip the listing.
     `entry` is set by a source that decides itself what to replicate (CloudServer): it is published as is.
+    `removed` says the feed reports version `version_id` deleted by its id (crr_worker.version_deletes).
     """
 
     bucket: str
@@ -38,6 +39,7 @@ class Change:
     version: VersionInfo | None = None
     version_id: str | None = None
     entry: ReplicationEntry | None = None
+    removed: bool = False
 
 
 @dataclass

@@ -5,7 +5,8 @@ has already decided what to replicate (`replicationInfo`: sites, role, destinati
 decision as is and no rule is read here. Versions, data and tags are read through CloudServer's S3 API,
 signed by the replication service account. What the log holds besides new PENDING versions is skipped:
 bucket records (`__metastore`, `users..bucket`), MPU shadow buckets, master keys (each write logs the master
-and the version with the same ObjectMD), placeholders (isPHD), deletes, and our own status writes.
+and the version with the same ObjectMD), placeholders (isPHD), deletes but of a version by its id (a site may
+replicate them: crr_worker.version_deletes), and our own status writes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from crr_worker.config import WorkerConfig
 from crr_worker.entries import VERSION_SEPARATOR, ReplicationEntry
 from crr_worker.kafka_io import make_producer
 from crr_worker.logs import log
-from crr_worker.object_md import PENDING, parse_object_md, pending_sites
+from crr_worker.object_md import PENDING, parse_object_md, pending_sites, wire_version_id
 from crr_worker.rules import BucketReplication
 from crr_worker.sources.base import Change, ChangeBatch, SourceObject, VersionInfo
 from crr_worker.sources.record_log import ChangeLog, LogRecord, RecordLogError
@@ -101,7 +102,7 @@ class CloudServerSource:
         try:
             for change_log in self.logs:
                 page = change_log.read(self.positions[change_log.name], self.config.record_log.batch_max_read)
-                changes.extend(Change(e.bucket, e.key, entry=e) for r in page.records if (e := self.entry_of(r)))
+                changes.extend(c for r in page.records if (c := self.change_of(r)))
                 if page.next_seq != self.positions[change_log.name]:
                     advanced[change_log.name] = page.next_seq
         except RecordLogError as exc:
@@ -118,12 +119,23 @@ class CloudServerSource:
 
         return ChangeBatch(changes, checkpoint)
 
+    def change_of(self, record: LogRecord) -> Change | None:
+        """What a log record says: a new PENDING version to replicate (entry_of), or a version deleted by its id
+        (a `del` of the versioned key, for crr_worker.version_deletes); None for everything else."""
+        if record.type == "del" and VERSION_SEPARATOR in record.key and self._watched(record.db):
+            key, _, version_id = record.key.partition(VERSION_SEPARATOR)
+            return Change(record.db, key, version_id=wire_version_id(version_id), removed=True)
+        entry = self.entry_of(record)
+        return Change(entry.bucket, entry.key, entry=entry) if entry is not None else None
+
+    def _watched(self, db: str) -> bool:
+        """Whether records of `db` are object versions of a bucket this worker replicates from."""
+        return _object_db(db) and (not self.only_buckets or db in self.only_buckets)
+
     def entry_of(self, record: LogRecord) -> ReplicationEntry | None:
         """The replication entry of a log record: only a new PENDING version of an object, for the sites
         served here; None for everything else the log holds."""
-        if record.type != "put" or VERSION_SEPARATOR not in record.key or not _object_db(record.db):
-            return None
-        if self.only_buckets and record.db not in self.only_buckets:
+        if record.type != "put" or VERSION_SEPARATOR not in record.key or not self._watched(record.db):
             return None
         metadata = parse_object_md(record.value)
         if metadata is None or (metadata.get("replicationInfo") or {}).get("status") != PENDING:

@@ -33,6 +33,8 @@ class CloudServerStatusWriter:
     def write(self, status: StatusEntry) -> bool:
         """Write one outcome; False when there was nothing to write (version gone, newer change, already so)."""
         entry = status.entry
+        if entry.deleted:
+            return False  # a version delete's outcome: the source version is gone
         metadata = self.client.get_metadata(entry.bucket, entry.key, entry.version_id)
         if metadata is None:
             return False  # deleted since: nothing to show a status on

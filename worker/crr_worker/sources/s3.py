@@ -30,6 +30,7 @@ LIST_POOL = 8  # per-key listings of one batch run at most this many at once
 SHARED_LISTING_TRIES = 4  # shared listings (common prefix, one page) per batch before listing key by key
 LISTING_ORDER = "crr_worker:ListingOrder"  # added to a ListObjectVersions page: its elements' kinds in order
 VERSION, MARKER = "V", "D"
+VERSION_DELETED = "ObjectRemoved:Delete"  # with a versionId: that version deleted (a marker's event is another)
 
 
 class S3Source:
@@ -196,9 +197,11 @@ def parse_notification(body: str) -> list[Change]:
         s3 = record.get("s3", {})
         bucket = s3.get("bucket", {}).get("name")
         raw_key = s3.get("object", {}).get("key")
-        if bucket and raw_key is not None and str(record.get("eventName", "")).startswith("Object"):
+        event = str(record.get("eventName", ""))
+        if bucket and raw_key is not None and event.startswith("Object"):
             version_id = s3.get("object", {}).get("versionId") or None
-            changes.append(Change(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id))
+            removed = event == VERSION_DELETED and version_id is not None
+            changes.append(Change(bucket=bucket, key=unquote_plus(raw_key), version_id=version_id, removed=removed))
     return changes
 
 

@@ -19,7 +19,8 @@ from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
 from crr_worker.retry import RetryableError, Stopped
-from crr_worker.sources.base import Source
+from crr_worker.sources.base import Source, VersionInfo
+from crr_worker.targets.aws_s3_deletes import delete_replicas
 from crr_worker.targets.aws_s3_order import (
     SOURCE_VERSION_KEY,
     TargetLatest,
@@ -85,6 +86,11 @@ class AwsS3Target:
         written = self._put_multipart(bucket, entry, source, stop)
         self._keep_latest(bucket, entry, source, before)
         return written
+
+    def delete_replica(self, entry: ReplicationEntry, source_versions: list[VersionInfo]) -> ReplicaWritten:
+        """A version delete (crr_worker.targets.aws_s3_deletes)."""
+        removed = delete_replicas(self.s3, self.destination(entry), self.key(entry), entry.version_id, source_versions)
+        return ReplicaWritten(removed)
 
     def find_replica(self, bucket: str, key: str, source_version_id: str) -> str | None:
         """The target version id of the replica of `source_version_id`, when the target already holds one."""

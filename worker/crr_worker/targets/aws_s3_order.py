@@ -84,8 +84,9 @@ def key_versions(s3, bucket: str, key: str, limit: int = MAX_VERSIONS_LISTED) ->
     found = 0
     for page in paginator.paginate(Bucket=bucket, Prefix=key):
         listed = [(v, False) for v in page.get("Versions", [])] + [(m, True) for m in page.get("DeleteMarkers", [])]
-        mine = sorted(((v, m) for v, m in listed if v["Key"] == key), key=lambda vm: vm[0]["LastModified"],
-                      reverse=True)
+        # the latest first (S3 says which), then by time: a version and a marker of one second stay apart
+        mine = sorted(((v, m) for v, m in listed if v["Key"] == key),
+                      key=lambda vm: (bool(vm[0].get("IsLatest")), vm[0]["LastModified"]), reverse=True)
         for version, is_marker in mine:
             yield version, is_marker
             found += 1
@@ -126,7 +127,7 @@ def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str |
                 return None
             return _put_back(s3, bucket, key, {}, True, None)
         for version, is_marker in listed:
-            if is_marker or _source_id(s3, bucket, key, version, heads) != item.version_id:
+            if is_marker or replica_source_id(s3, bucket, key, version, heads) != item.version_id:
                 continue
             if version.get("IsLatest"):
                 return None
@@ -134,8 +135,8 @@ def restore_newest(s3, bucket: str, key: str, newer: list[VersionInfo]) -> str |
     return None
 
 
-def _source_id(s3, bucket: str, key: str, version: dict, heads: dict[str, dict]) -> str | None:
-    """The scal-version-id of a listed target version (HEADed once per call of restore_newest)."""
+def replica_source_id(s3, bucket: str, key: str, version: dict, heads: dict[str, dict]) -> str | None:
+    """The scal-version-id of a listed target version, HEADed once per `heads` (a dict kept for one operation)."""
     version_id = version["VersionId"]
     if version_id not in heads:
         heads[version_id] = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)

@@ -9,7 +9,7 @@ from typing import Protocol
 from crr_worker.config import SiteConfig
 from crr_worker.entries import ReplicationEntry
 from crr_worker.retry import ReplicationFailed
-from crr_worker.sources.base import Source
+from crr_worker.sources.base import Source, VersionInfo
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class Target(Protocol):
     def replicate(self, entry: ReplicationEntry, source: Source, stop: threading.Event) -> ReplicaWritten:
         """Copy one source version to the target, once: raises on error (classified by crr_worker.retry)
         and crr_worker.retry.Stopped when `stop` is set mid-copy, leaving no partial object visible."""
+
+    def delete_replica(self, entry: ReplicationEntry, source_versions: list[VersionInfo]) -> ReplicaWritten:
+        """Delete the replica of `entry`'s version, which the source no longer has (a version delete; the key's
+        versions on the source now, oldest first, are `source_versions`): returns the deleted replica's target
+        version id, "" when the target held none. Idempotent."""
 
     def probe(self, entry: ReplicationEntry) -> None:
         """One cheap request to the site, for crr_worker.outage to tell a site that is down (this raises a site

@@ -85,6 +85,12 @@ class ScalityTarget:
             raise
         return ReplicaWritten(entry.version_id, bytes_copied=entry.size)
 
+    def delete_replica(self, entry: ReplicationEntry, source_versions: list) -> ReplicaWritten:
+        """A version delete: the replica has the source's version id (a marker's too), so it is one S3 DELETE of
+        that version, which S3 answers alike whether or not the version was there."""
+        self.client.delete_version(self.destination(entry), entry.key, entry.version_id)
+        return ReplicaWritten(entry.version_id)
+
     def _check_role(self, entry: ReplicationEntry, source: Source) -> None:
         """The entry's role must be the source and target roles the bucket's replication names now: a version
         queued under other roles is FAILED with the reason (Backbeat leaves it PENDING for ever)."""
