@@ -297,3 +297,36 @@ def test_without_replicate_version_deletes_a_version_deleted_on_the_source_stays
 
     assert target_sources(pair, "doc") == [later, first]
     assert not pair.statuses()[("doc", first)].entry.deleted
+
+
+# The populator's batch (its producer recorded: the order of what it sends is the point).
+
+def deleting_populator():
+    from tests.worker.test_batching import FakeProducer, FakeSource, make_populator
+
+    populator = make_populator(FakeSource({"k": ["v1"]}))
+    populator.config = replace(populator.config, sites=tuple(replace(s, replicate_version_deletes=True)
+                                                             for s in populator.config.sites))
+    populator.producer = FakeProducer()
+    return populator
+
+
+def sent_entries(populator) -> list[ReplicationEntry]:
+    return [ReplicationEntry.from_kafka(e[3]) for e in populator.producer.events if e[0] == "send" and e[1] == "repl"]
+
+
+def test_a_version_written_and_deleted_in_one_batch_gets_its_delete_after_its_entry():
+    populator = deleting_populator()
+    put = ReplicationEntry(bucket="src", key="k", version_id="v1", sites=("aws1",), destination="arn:aws:s3:::t")
+
+    assert populator.handle([Change("src", "k", entry=put), Change("src", "k", version_id="v1", removed=True)]) == 2
+
+    assert [(e.version_id, e.deleted) for e in sent_entries(populator)] == [("v1", False), ("v1", True)]
+    statuses = [e for e in populator.producer.events if e[0] == "send" and e[1] == "status"]
+    assert len(statuses) == 1  # the entry's PENDING mark; the delete has none
+
+
+def test_a_version_delete_of_a_version_never_queued_publishes_nothing():
+    populator = deleting_populator()
+    assert populator.handle([Change("src", "k", version_id="unknown", removed=True)]) == 0
+    assert sent_entries(populator) == []

@@ -224,13 +224,13 @@ class Populator:
         to_list: dict[str, list[str]] = {}
         exact: list[tuple[BucketReplication, VersionInfo]] = []
         decided: list[_Queued] = []
-        deletes: list[ReplicationEntry] = []
+        removed: list[Change] = []
         seen = set()
         for change in changes:
             if not self._in_scope(change.bucket):
                 continue
             if change.removed:
-                deletes.extend(self._version_deletes(change))
+                removed.append(change)
                 continue
             if change.entry is not None:
                 decided.append(_Queued(change.entry))  # the source decided (CloudServer): in the feed's order
@@ -256,6 +256,8 @@ class Populator:
         count = 0
         for start in range(0, len(queued), FLUSH_EVERY):
             count += self._publish(queued[start:start + FLUSH_EVERY])
+        # after the batch's entries: a version written and deleted within one batch is known by now
+        deletes = [entry for change in removed for entry in self._version_deletes(change)]
         if deletes:  # no PENDING mark: the version keeps its status until its replica is deleted
             send_all(self.producer, self.config.topic, [e.to_kafka() for e in deletes])
             self.published += len(deletes)
