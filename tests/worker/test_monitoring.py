@@ -10,12 +10,14 @@ import re
 import shutil
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from crr_worker import populator
+from crr_worker.control import ControlWatch
 from crr_worker.metrics import render_scans
-from crr_worker.scan_report import STALE_AFTER_MS, ScanReport
+from crr_worker.scan_report import RESYNC, STALE_AFTER_MS, ScanReport, is_scan_report
 
 from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
 from tests.worker.test_api import _metric, start_api
@@ -136,7 +138,7 @@ def test_the_scan_logs_versions_listed_and_queued_per_bucket_and_the_api_counts_
     done = wait_for(lambda: [r for r in log_records(scanner) if r.get("message") == "scan of bucket done"], 30, 0.3,
                     "the scan's per-bucket line")
     assert (done[0]["bucket"], done[0]["listed"], done[0]["queued"]) == (pair.source_bucket, 3, 3)
-    bucket = 'bucket="%s"' % pair.source_bucket
+    bucket = 'bucket="%s",kind="scan"' % pair.source_bucket
     wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", bucket) == 3, 30, 0.5,
              "the scan's report in the metrics")
     metrics = api.get("/metrics").text
@@ -167,4 +169,22 @@ def test_the_scan_reports_each_progress_line_and_its_end_and_a_silent_running_sc
     running = ScanReport("bucket-a", listed=5, queued=2, running=True, started_at=1_000, updated_at=2_000)
     assert ScanReport.from_kafka(running.to_kafka()[1]) == running
     assert running.running_at(2_000 + STALE_AFTER_MS - 1) and not running.running_at(2_000 + STALE_AFTER_MS)
-    assert render_scans([running], now_ms=2_500)[2:3] == ['crr_scan_running{bucket="bucket-a"} 1']
+    assert render_scans([running], now_ms=2_500)[2:3] == ['crr_scan_running{bucket="bucket-a",kind="scan"} 1']
+
+
+def test_a_report_of_each_kind_has_its_own_key_and_a_control_watch_keeps_both_apart_from_the_sites_states():
+    scan = ScanReport("b", listed=1, queued=1, running=False, started_at=1, updated_at=2)
+    resync = ScanReport("b", listed=2, queued=0, running=True, started_at=1, updated_at=2, kind=RESYNC)
+    assert [report.to_kafka()[0] for report in (scan, resync)] == [b"scan/b", b"resync/b"]
+    assert ScanReport.from_kafka(resync.to_kafka()[1]) == resync
+    assert not is_scan_report(b"site-a") and not is_scan_report(b"rescan/b") and not is_scan_report(None)
+    assert ScanReport.from_kafka(b'{"kind": "other", "bucket": "b", "listed": 1, "queued": 1, "running": true, '
+                                 b'"startedAt": 1, "updatedAt": 2}') is None
+
+    records = [SimpleNamespace(key=k, value=v) for k, v in (scan.to_kafka(), resync.to_kafka())]
+    records.append(SimpleNamespace(key=b"site-a", value=b'{"site": "site-a", "paused": true, "updatedAt": 3}'))
+    watch = ControlWatch(config=None)
+    watch.consumer = SimpleNamespace(poll=lambda timeout_ms: {"partition": records})
+    watch.refresh()
+    assert watch.scans == {("scan", "b"): scan, ("resync", "b"): resync}
+    assert set(watch.sites) == {"site-a"} and watch.paused("site-a")

@@ -80,8 +80,8 @@ class ApiTopics:
 
 
 class LedgerFollower:
-    """The ledger, the sites' pause states and the scan reports as they are now, kept by one thread; readers query
-    under its lock.
+    """The ledger, the sites' pause states and the scan and resync reports as they are now, kept by one thread;
+    readers query under its lock.
     The statuses are on disk (store.py), in a store rebuilt from the ledger at each start of the follower."""
 
     def __init__(self, config: WorkerConfig, topics: ApiTopics, metrics: ReplicationMetrics,
@@ -147,7 +147,7 @@ class LedgerFollower:
                 control.refresh()
                 with self.lock:
                     self.paused = {site: control.paused(site) for site in (s.site for s in self.config.sites)}
-                    self.scans = sorted(control.scans.values(), key=lambda report: report.bucket)
+                    self.scans = sorted(control.scans.values(), key=lambda report: (report.bucket, report.kind))
                 if not self.ready.is_set() and reader.caught_up():
                     self.ready.set()
                     log(LOG, logging.INFO, "ledger loaded", versions=len(self.state))

@@ -3,8 +3,8 @@
 Processors of one site may run on several hosts, so a pause cannot be a signal to a local process: the API
 writes the site's state (key = site name) to `<topic>-control`, a one-partition compacted topic, and every
 processor reads it from the start at launch and follows it afterwards. Compaction keeps one record per site,
-so a processor started while its site is paused starts paused. The populator writes its scan progress there
-too (crr_worker.scan_report), for the API.
+so a processor started while its site is paused starts paused. The populator's scan and `crr-worker resync`
+write their listings' progress there too (crr_worker.scan_report), for the API; processors skip those records.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ def set_paused(config: WorkerConfig, producer: KafkaProducer, site: str, paused:
 
 
 class ControlWatch:
-    """The latest state of every site, and the last scan report of every bucket, read from the control topic; used
-    by one thread only (not thread-safe)."""
+    """The latest state of every site, and the last report of every bucket's scan and resync, read from the control
+    topic; used by one thread only (not thread-safe)."""
 
     def __init__(self, config: WorkerConfig):
         self.config = config
         self.sites: dict[str, SiteControl] = {}
-        self.scans: dict[str, ScanReport] = {}
+        self.scans: dict[tuple[str, str], ScanReport] = {}  # (kind, bucket) -> its last report
         self.consumer = None
 
     def load(self, stop: threading.Event, timeout_s: float = 60.0) -> None:
@@ -95,7 +95,7 @@ class ControlWatch:
                 if is_scan_report(message.key):
                     report = ScanReport.from_kafka(message.value)
                     if report is not None:
-                        self.scans[report.bucket] = report
+                        self.scans[(report.kind, report.bucket)] = report
                     continue
                 state = SiteControl.from_kafka(message.value)
                 if state is not None:

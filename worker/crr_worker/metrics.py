@@ -233,22 +233,27 @@ def render_pending_age(statuses: list[StatusEntry], sites: list[str], now_s: flo
 
 
 def render_scans(reports: list[ScanReport], now_ms: int) -> list[str]:
-    """Per bucket, the populator's current (or last) scan: running or not, versions listed and entries queued, and
-    when it started and last reported (epoch seconds); a rate is deriv(crr_scan_listed_versions[5m])."""
+    """Per bucket and kind (the populator's scan, a `crr-worker resync`), its current (or last) listing: running or
+    not, versions listed and entries queued, and when it started and last reported (epoch seconds); a rate is
+    deriv(crr_scan_listed_versions[5m]). One family per figure with a `kind` label, not a family per kind: both
+    are the same listing, reported by the same ScanReport, and one query or panel then shows both."""
     families = (
-        ("crr_scan_running", "1 while the active populator scans the bucket (it reported in the last 60 s)",
-         lambda r: "%d" % r.running_at(now_ms)),
-        ("crr_scan_listed_versions", "versions the bucket's current or last scan listed", lambda r: "%d" % r.listed),
-        ("crr_scan_queued_versions", "entries the bucket's current or last scan queued", lambda r: "%d" % r.queued),
-        ("crr_scan_started_timestamp_seconds", "when the bucket's current or last scan started",
+        ("crr_scan_running", "1 while the bucket's scan (the active populator's) or resync runs and reported in the "
+         "last 60 s", lambda r: "%d" % r.running_at(now_ms)),
+        ("crr_scan_listed_versions", "versions the bucket's current or last scan or resync listed",
+         lambda r: "%d" % r.listed),
+        ("crr_scan_queued_versions", "entries the bucket's current or last scan or resync queued",
+         lambda r: "%d" % r.queued),
+        ("crr_scan_started_timestamp_seconds", "when the bucket's current or last scan or resync started",
          lambda r: "%.3f" % (r.started_at / 1000.0)),
-        ("crr_scan_updated_timestamp_seconds", "when the bucket's current or last scan last reported",
+        ("crr_scan_updated_timestamp_seconds", "when the bucket's current or last scan or resync last reported",
          lambda r: "%.3f" % (r.updated_at / 1000.0)),
     )
     lines = []
     for name, helptext, value in families:
         lines += _family(name, "gauge", helptext)
-        lines += ['%s{bucket="%s"} %s' % (name, _label(report.bucket), value(report)) for report in reports]
+        lines += ['%s{bucket="%s",kind="%s"} %s' % (name, _label(report.bucket), report.kind, value(report))
+                  for report in reports]
     return lines
 
 

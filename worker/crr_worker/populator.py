@@ -15,17 +15,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from kafka.errors import KafkaError
-
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry, now_ms
-from crr_worker.kafka_io import control_topic, ensure_topics, make_producer, send_all
+from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
 from crr_worker.ledger import KnownVersions, LedgerReader, LedgerUnavailable, apply_records
 from crr_worker.logs import log
 from crr_worker.retry import describe, error_code
 from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
-from crr_worker.scan_report import ScanReport
+from crr_worker.scan_report import ScanReport, send_report
 from crr_worker.sources.base import Change, Source, VersionInfo
 from crr_worker.version_deletes import version_delete_entries
 
@@ -274,14 +272,9 @@ class Populator:
         return version_delete_entries(self.config, replication, self.known, change)
 
     def _report_scan(self, progress: ScanProgress, running: bool) -> None:
-        """Write how far the scan of a bucket got to the control topic, for the API; not waited for (the next
-        flush of entries carries it), and a report lost to a Kafka error only delays the metric."""
+        """Write how far the scan of a bucket got to the control topic, for the API (scan_report.send_report)."""
         report = ScanReport(progress.bucket, progress.listed, progress.queued, running, progress.started_at, now_ms())
-        key, value = report.to_kafka()
-        try:
-            self.producer.send(control_topic(self.config), key=key, value=value)
-        except KafkaError as exc:
-            log(LOG, logging.WARNING, "scan progress not reported", bucket=progress.bucket, error=str(exc))
+        send_report(self.config, self.producer, report)
 
     def _in_scope(self, bucket: str) -> bool:
         """Whether `bucket` is one of `source.buckets` (any bucket when none are listed: discovery). A notification
