@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -25,11 +26,14 @@ from urllib.parse import unquote
 
 import pytest
 from crr_worker.entries import VERSION_SEPARATOR, ReplicationEntry, StatusEntry
+from crr_worker.kafka_io import CONTROL_SUFFIX, control_topic
 from crr_worker.resync import Counts, Progress, resync, waiting_sites
+from crr_worker.scan_report import RESYNC, ScanReport
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.cloudserver_replay import CloudServerReplay, load_sample
 from tests.worker.harness import SITE, WorkerProcesses, start_pipeline, target_replicas, wait_for
+from tests.worker.test_api import _metric, start_api
 from tests.worker.test_cloudserver_status import SPECIAL_KEY, captured_md, logged_md, serve_derived
 
 pytestmark = pytest.mark.integration
@@ -190,11 +194,14 @@ def test_resync_since_a_time_reads_only_the_versions_modified_from_then(workers,
     assert replay.unmatched == [] and replay.mismatches == []
 
 
-def test_resync_says_how_many_versions_were_gone_when_read(workers, replay):
+def test_resync_says_how_many_versions_were_gone_when_read_and_reports_its_start_and_end(workers, replay):
     result = workers.run("resync", "--bucket", BUCKET)
 
     done = [json.loads(line) for line in result.stderr.splitlines() if '"resync done"' in line]
     assert [(d["listed"], d["queued"], d["gone"]) for d in done] == [(7, 5, 2)]
+    reports = [ScanReport.from_kafka(m.value) for m in read_topic(workers.kafka, workers.topic + CONTROL_SUFFIX)]
+    assert [(r.kind, r.bucket, r.listed, r.queued, r.running) for r in reports] == [
+        (RESYNC, BUCKET, 0, 0, True), (RESYNC, BUCKET, 7, 5, False)]
 
 
 def test_resync_all_is_refused_for_an_s3_source(tmp_path):
@@ -317,6 +324,47 @@ def test_resync_of_an_s3_bucket_logs_its_progress_every_ten_seconds(pair, caplog
     shown = [(r.fields["listed"], r.fields["queued"]) for r in caplog.records if r.getMessage() == "resync progress"]
     assert [listed for listed, _ in shown] == [2, 4]
     assert all(queued <= listed for listed, queued in shown)
+
+
+@pytest.mark.integration
+def test_resync_of_an_s3_bucket_reports_its_start_and_end_and_a_live_api_exports_them_as_a_resync(pair):
+    put_versions(pair, ["r1", "r2", "r1"])
+    api = start_api(pair)
+
+    result = pair.workers.run("resync", "--bucket", pair.source_bucket)
+
+    assert result.returncode == 0, result.stderr
+    control = [m for m in read_topic(pair.sandbox.kafka_bootstrap, control_topic(pair.load()))
+               if m.key == b"resync/%s" % pair.source_bucket.encode()]
+    reports = [ScanReport.from_kafka(m.value) for m in control]
+    assert [(r.kind, r.listed, r.queued, r.running) for r in reports] == [(RESYNC, 0, 0, True), (RESYNC, 3, 3, False)]
+    resynced = 'bucket="%s",kind="resync"' % pair.source_bucket
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", resynced) == 3, 30, 0.5,
+             "the resync's report in the metrics")
+    metrics = api.get("/metrics").text
+    assert _metric(metrics, "crr_scan_queued_versions", resynced) == 3
+    assert _metric(metrics, "crr_scan_running", resynced) == 0
+    started = _metric(metrics, "crr_scan_started_timestamp_seconds", resynced)
+    assert started == reports[0].started_at / 1000.0 <= _metric(metrics, "crr_scan_updated_timestamp_seconds",
+                                                                resynced) <= time.time()
+    assert _metric(metrics, "crr_scan_running", 'bucket="%s",kind="scan"' % pair.source_bucket) is None
+
+
+def test_progress_is_reported_from_its_start_with_each_log_line_to_its_end_and_not_before_its_start():
+    now, reported = [0.0], []
+    progress = Progress(io.StringIO(), clock=lambda: now[0])
+    progress.report = lambda counts, running: reported.append((counts.listed, running))
+    progress.update(Counts(listed=1))
+    progress.end(Counts(listed=1))
+    assert reported == []  # failed before its start: nothing to report (no series for a resync that never ran)
+
+    progress.start(Counts())
+    for listed, at in ((1, 5.0), (2, 10.0), (3, 15.0), (4, 20.0)):
+        now[0] = at
+        progress.update(Counts(listed=listed))
+    progress.end(Counts(listed=5))
+    progress.end(Counts(listed=5))
+    assert reported == [(0, True), (2, True), (4, True), (5, False)]
 
 
 @pytest.mark.parametrize("sites, waiting", [({"zenko", "us-east-2"}, ("zenko",)), ({"us-east-2"}, ())])

@@ -26,7 +26,7 @@ from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.logs import log
 from crr_worker.registry import make_source
-from crr_worker.resync_progress import Counts, Progress, ResyncError, ResyncRefused, listing
+from crr_worker.resync_progress import ControlReports, Counts, Progress, ResyncError, ResyncRefused, listing
 from crr_worker.resync_s3 import resync_s3
 from crr_worker.retry import ReplicationFailed, Stopped, call_with_retries
 from crr_worker.sources.base import VersionInfo
@@ -50,16 +50,23 @@ def resync(config: WorkerConfig, bucket: str, site: str | None = None, since: da
            stop: threading.Event | None = None, progress: Progress | None = None, every: bool = False) -> Counts:
     """Queue again the versions of `bucket` (last modified at or after `since`) for `site` (default: every site
     of the config): an s3 source's every version, a CloudServer source's waiting ones (`every`: all of those
-    its metadata sends to a site); stops after the batch in hand when `stop` is set."""
+    its metadata sends to a site); stops after the batch in hand when `stop` is set. Its progress is reported to
+    the control topic too (ControlReports: the API's crr_scan_*{kind="resync"})."""
     if every and not config.cloudserver_source:
         raise ResyncRefused("--all is for a CloudServer source, whose resync otherwise takes only the versions its "
                             "metadata shows PENDING or FAILED: an s3 source's resync queues every version already")
     sites = frozenset(s.site for s in (config.sites if site is None else (config.site(site),)))
     stop, progress, counts = stop or threading.Event(), progress or Progress(), Counts()
-    if config.cloudserver_source:
-        _resync_cloudserver(config, bucket, sites, since, stop, progress, counts, every)
-    else:
-        resync_s3(config, bucket, sites, since, stop, progress, counts)
+    reports = ControlReports(config, bucket)
+    progress.report = reports.send
+    try:
+        if config.cloudserver_source:
+            _resync_cloudserver(config, bucket, sites, since, stop, progress, counts, every)
+        else:
+            resync_s3(config, bucket, sites, since, stop, progress, counts)
+    finally:
+        progress.end(counts)
+        reports.close()
     progress.done(counts)
     log(LOG, logging.INFO, "resync done", bucket=bucket, listed=counts.listed, queued=counts.queued,
         gone=counts.gone, stopped=stop.is_set())
@@ -80,6 +87,7 @@ def _resync_cloudserver(config: WorkerConfig, bucket: str, sites: frozenset[str]
     producer = make_producer(config)
     readers = ThreadPoolExecutor(METADATA_READERS, thread_name_prefix="resync-read")
     try:
+        progress.start(counts)
         versions = listing(source, bucket)
         read = _reader(client, config, since, stop)
         while not stop.is_set() and (batch := list(itertools.islice(versions, BATCH))):

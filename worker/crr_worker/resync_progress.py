@@ -1,18 +1,23 @@
-"""What both kinds of `crr-worker resync` share: their counts, their progress display, their errors, the listing."""
+"""What both kinds of `crr-worker resync` share: their counts, their progress display and reports, their errors, the
+listing."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
 from botocore.exceptions import ClientError
 
+from crr_worker.config import WorkerConfig
+from crr_worker.entries import now_ms
+from crr_worker.kafka_io import make_producer
 from crr_worker.logs import log
 from crr_worker.retry import describe
+from crr_worker.scan_report import RESYNC, ScanReport, send_report
 from crr_worker.sources.base import VersionInfo
 
 LOG = logging.getLogger("crr_worker.resync")
@@ -45,7 +50,9 @@ def listing(source, bucket: str) -> Iterator[VersionInfo]:
 
 class Progress:
     """`listed N, queued M, X versions/s`, redrawn in place on a terminal at most every 0.5 s, and logged every 10 s
-    wherever stderr goes. No ETA: a version listing streams and tells no total before its end."""
+    wherever stderr goes; between start() and end(), also handed to `report` (resync() sets it: the API's metrics)
+    at the start, with each log line and at the end. No ETA: a version listing streams and tells no total before
+    its end."""
 
     def __init__(self, stream: TextIO | None = None, clock=time.monotonic):
         self.stream = stream or sys.stderr
@@ -53,6 +60,20 @@ class Progress:
         self.clock = clock
         self.started = self.shown = self.logged = clock()
         self.width = 0
+        self.report: Callable[[Counts, bool], None] = lambda counts, running: None
+        self.reporting = False
+
+    def start(self, counts: Counts) -> None:
+        """The listing begins, its topics ensured (the control topic the reports go to among them): reported now."""
+        self.reporting = True
+        self.report(counts, True)
+
+    def end(self, counts: Counts) -> None:
+        """The last report, running no more; also after an error (else the resync would read running for a
+        minute), and none when the resync failed before start()."""
+        if self.reporting:
+            self.reporting = False
+            self.report(counts, False)
 
     def update(self, counts: Counts) -> None:
         now = self.clock()
@@ -82,9 +103,34 @@ class Progress:
             self.width = 0
         log(LOG, logging.INFO, "resync progress", listed=counts.listed, queued=counts.queued,
             versions_per_s=round(self._rate(counts, now), 1))
+        if self.reporting:
+            self.report(counts, True)
 
     def _draw(self, counts: Counts, now: float) -> None:
         line = "listed %d, queued %d, %.0f versions/s" % (counts.listed, counts.queued, self._rate(counts, now))
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
         self.width = len(line)
+
+
+class ControlReports:
+    """A resync's progress as reports of kind resync on the control topic (crr_worker.scan_report), which the API
+    exports as the scan's. Through a producer of its own, made at the first report (Progress.start, once the topics
+    exist): the resync's publishing producers are closed before its last report."""
+
+    def __init__(self, config: WorkerConfig, bucket: str):
+        self.config, self.bucket = config, bucket
+        self.started_at = now_ms()
+        self.producer = None
+
+    def send(self, counts: Counts, running: bool) -> None:
+        if self.producer is None:
+            self.producer = make_producer(self.config)
+        report = ScanReport(self.bucket, counts.listed, counts.queued, running, self.started_at, now_ms(), RESYNC)
+        send_report(self.config, self.producer, report)
+
+    def close(self) -> None:
+        """Flush the reports sent (the last one included), then release the producer."""
+        if self.producer is not None:
+            self.producer.close(timeout=10)
+            self.producer = None

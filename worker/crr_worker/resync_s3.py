@@ -52,6 +52,7 @@ def resync_s3(config: WorkerConfig, bucket: str, sites: frozenset[str], since: d
             raise ResyncError("bucket %s has no enabled replication rule: nothing sends its versions to a site "
                                "(see `aws s3api get-bucket-replication --bucket %s`)" % (bucket, bucket))
         populator.producer = make_producer(config)
+        progress.start(counts)
         scanned = ScanProgress(bucket)  # what the populator's publishing counts as queued
         versions = _counted(listing(source, bucket), since, stop, progress, counts, scanned)
         counts.queued = populator.enqueue(replication, versions, scanned)  # the scan's own publishing
