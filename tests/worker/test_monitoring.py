@@ -16,7 +16,15 @@ import pytest
 import yaml
 from crr_worker import populator
 from crr_worker.control import ControlWatch
-from crr_worker.metrics import render_scans
+from crr_worker.entries import COMPLETED, FAILED, PENDING, ReplicationEntry, StatusEntry
+from crr_worker.metrics import (
+    DRAIN_WINDOW_S,
+    OutcomeRate,
+    ReplicationMetrics,
+    pending_eta_s,
+    render_pending_eta,
+    render_scans,
+)
 from crr_worker.scan_report import RESYNC, STALE_AFTER_MS, ScanReport, is_scan_report
 
 from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
@@ -188,3 +196,68 @@ def test_a_report_of_each_kind_has_its_own_key_and_a_control_watch_keeps_both_ap
     watch.refresh()
     assert watch.scans == {("scan", "b"): scan, ("resync", "b"): resync}
     assert set(watch.sites) == {"site-a"} and watch.paused("site-a")
+
+
+@pytest.mark.parametrize("pending, rate, eta", [(0, 0.0, 0.0), (0, 4.0, 0.0), (10, 0.0, None), (10, 2.0, 5.0),
+                                                (1, 1 / DRAIN_WINDOW_S, float(DRAIN_WINDOW_S))])
+def test_the_pending_eta_is_zero_with_none_pending_and_none_while_nothing_is_done(pending, rate, eta):
+    assert pending_eta_s(pending, rate) == eta
+
+
+def test_the_outcome_rate_counts_by_the_time_records_were_written_over_the_last_window_only():
+    rate = OutcomeRate(window_s=10)
+    for at_ms in (990, 991_000, 995_500, 999_999, 1_000_000):  # the first: history long gone, never counted
+        rate.add("s1", at_ms, now_s=1_000.0)
+    assert rate.rates(1_000.0) == {"s1": 0.4}  # seconds 991 .. 1000: 4 records in 10 s
+    assert rate.rates(1_001.0) == {"s1": 0.3}  # second 991 left the window
+    assert rate.rates(2_000.0) == {"s1": 0.0} and rate.seconds == {"s1": {}}
+
+
+def test_completed_and_failed_records_drain_pending_versions_and_pending_marks_do_not():
+    now = [1_000.0]
+    metrics = ReplicationMetrics(clock=lambda: now[0])
+    entry = ReplicationEntry(bucket="b", key="k", version_id="v1", sites=("s1",))
+    for state in (PENDING, COMPLETED, FAILED, COMPLETED):
+        metrics.observe(StatusEntry(entry, "s1", state, updated_at=999_000))
+    assert metrics.outcome_rates() == {"s1": 3 / DRAIN_WINDOW_S}
+    now[0] += DRAIN_WINDOW_S
+    assert metrics.outcome_rates() == {"s1": 0.0}
+    metrics.observe(StatusEntry(entry, "s1", COMPLETED, updated_at=1_299_000))
+    metrics.reset()
+    assert metrics.outcome_rates() == {}
+
+
+def test_the_pending_eta_has_no_sample_while_nothing_drains_the_site_is_paused_or_the_ledger_loads():
+    pending = {"done": 0, "draining": 30, "stalled": 5, "paused": 5, "idle-paused": 0}
+    rates = {"draining": 3.0, "paused": 1.0}
+    paused = {"paused": True, "idle-paused": True}
+    lines = render_pending_eta(pending, rates, paused, ["done", "draining", "stalled", "paused", "idle-paused", "new"],
+                               ready=True)
+    assert lines[2:] == ['crr_pending_eta_seconds{site="%s"} %s' % sample for sample in
+                         (("done", "0.000"), ("draining", "10.000"), ("idle-paused", "0.000"), ("new", "0.000"))]
+    assert render_pending_eta(pending, rates, paused, ["draining"], ready=False) == lines[:2]
+
+
+@pytest.mark.integration
+def test_the_pending_eta_is_the_pending_versions_over_the_rate_done_and_zero_once_drained(pair):
+    """3 versions replicated, then the processor stopped and 2 more written: 2 PENDING at 3 outcomes in the last
+    DRAIN_WINDOW_S. The test takes well under that window, so no outcome leaves it."""
+    (processor,) = start_pipeline(pair)
+    api = start_api(pair)
+    site = 'site="%s"' % SITE
+    for index in range(3):
+        pair.source.put_object(Bucket=pair.source_bucket, Key="done-%d" % index, Body=b"d")
+    pair.wait_all_done(90)
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_completions_total", site) == 3, 30, 0.5,
+             "3 completions seen by the API")
+    assert _metric(api.get("/metrics").text, "crr_pending_eta_seconds", site) == 0
+    pair.workers.terminate(processor)
+    for index in range(2):
+        pair.source.put_object(Bucket=pair.source_bucket, Key="waiting-%d" % index, Body=b"w")
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_versions", site + ',status="PENDING"') == 2, 60, 0.5,
+             "2 PENDING versions")
+    assert _metric(api.get("/metrics").text, "crr_pending_eta_seconds", site) == pytest.approx(2 * DRAIN_WINDOW_S / 3)
+    pair.workers.start("processor", "--site", SITE, name="processor")
+    pair.wait_all_done(90)
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_pending_eta_seconds", site) == 0, 30, 0.5,
+             "the ETA back to 0 once drained")

@@ -113,3 +113,4 @@ def test_the_api_store_answers_find_failed_and_tallies_as_the_statuses_in_memory
     assert [(s.site, s.entry.key) for s in oldest_pending] == [("s1", "other")]
     assert render_pending_age(oldest_pending, ["s1", "s2"], 1.0) == render_pending_age(list(memory.values()),
                                                                                      ["s1", "s2"], 1.0)
+    assert store.pending_per_site() == {"s1": 2}

@@ -34,6 +34,7 @@ from crr_worker.metrics import (
     read_lag,
     render_lag,
     render_pending_age,
+    render_pending_eta,
     render_scans,
     render_states,
 )
@@ -239,9 +240,12 @@ class Api:
             lags, available = [], False
         lines += render_lag(lags, available)
         versions, oldest_pending = self.follower.tallies()
-        sites = [s.site for s in self.config.sites]
-        lines += render_states(versions, self.follower.paused_sites(), sites, self.follower.ready.is_set())
+        pending = self.follower.query(StatusStore.pending_per_site)
+        sites, paused = [s.site for s in self.config.sites], self.follower.paused_sites()
+        ready = self.follower.ready.is_set()  # read after the counts: set then, they were of the whole ledger
+        lines += render_states(versions, paused, sites, ready)
         lines += render_pending_age(oldest_pending, sites, time.time())
+        lines += render_pending_eta(pending, self.metrics.outcome_rates(), paused, sites, ready)
         lines += render_scans(self.follower.scan_reports(), now_ms())
         return Reply(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
 

@@ -6,12 +6,15 @@ since the API started, the ledger's history included (compaction may have shorte
 rate()/increase(), as any counter that can reset). Lag is asked from Kafka at scrape time: the committed
 offset of each site's consumer group against the end offset of each partition of the replication topic. The age
 of the oldest PENDING version is computed at scrape time against the clock, not at ledger events: a stalled
-pipeline writes no ledger record, and its oldest PENDING version must still grow older.
+pipeline writes no ledger record, and its oldest PENDING version must still grow older. The ETA of each site's
+PENDING versions divides them by the site's outcomes of the last minutes, counted by the time processors wrote
+them (the ledger's history counts too), and is not exported when nothing says when they will be done.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +29,7 @@ from crr_worker.scan_report import ScanReport
 
 # Seconds: sub-second for notified objects up to an hour for a retried or backlogged one.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+DRAIN_WINDOW_S = 300  # the outcome rate behind crr_pending_eta_seconds: the last 5 min, as the dashboard's rate()s
 
 
 @dataclass
@@ -54,6 +58,31 @@ class Histogram:
         return lines
 
 
+class OutcomeRate:
+    """Per site, the versions that left PENDING (COMPLETED or FAILED records) in each second of the last `window_s`,
+    by the time their processor wrote them, not the time the API read them: the ledger's history, read at the
+    API's start, fills the window at once. One count per second kept, so memory does not grow with the rate."""
+
+    def __init__(self, window_s: int = DRAIN_WINDOW_S):
+        self.window_s = window_s
+        self.seconds: dict[str, dict[int, int]] = {}  # site -> {epoch second: outcomes written in it}
+
+    def add(self, site: str, at_ms: int, now_s: float) -> None:
+        second = at_ms // 1000
+        if second > now_s - self.window_s:
+            counts = self.seconds.setdefault(site, {})
+            counts[second] = counts.get(second, 0) + 1
+
+    def rates(self, now_s: float) -> dict[str, float]:
+        """Per site, outcomes per second over the window ending now (seconds older than the window forgotten)."""
+        found = {}
+        for site, counts in self.seconds.items():
+            for second in [second for second in counts if second <= now_s - self.window_s]:
+                del counts[second]
+            found[site] = sum(counts.values()) / self.window_s
+        return found
+
+
 @dataclass
 class SiteCounters:
     completions: int = 0
@@ -66,9 +95,11 @@ class SiteCounters:
 class ReplicationMetrics:
     """Per-site counters fed with every ledger record the API reads; observe() and render() may run on any thread."""
 
-    def __init__(self):
+    def __init__(self, clock=time.time):
         self.lock = threading.Lock()
+        self.clock = clock
         self.sites: dict[str, SiteCounters] = {}
+        self.outcomes = OutcomeRate()
         self.unroutable: dict[tuple[str, str], int] = {}  # (bucket, rule) -> FAILED records of its versions
         self.queued: dict[tuple[str, str], int] = {}  # (bucket, site) -> PENDING marks (versions queued)
 
@@ -78,6 +109,7 @@ class ReplicationMetrics:
             self.sites = {}
             self.unroutable = {}
             self.queued = {}
+            self.outcomes = OutcomeRate()
 
     def observe(self, status: StatusEntry) -> None:
         """Count one ledger record: a COMPLETED or FAILED write is one outcome; a PENDING mark is one version queued
@@ -90,6 +122,7 @@ class ReplicationMetrics:
         if status.status not in (COMPLETED, FAILED):
             return
         with self.lock:
+            self.outcomes.add(status.site, status.updated_at, self.clock())
             counters = self.sites.setdefault(status.site, SiteCounters())
             if status.status == FAILED:
                 counters.failures += 1
@@ -106,6 +139,11 @@ class ReplicationMetrics:
                 counters.rpo.observe(rpo)
             if status.entry.enqueued_at:
                 counters.latency.observe(max(0.0, (status.updated_at - status.entry.enqueued_at) / 1000.0))
+
+    def outcome_rates(self) -> dict[str, float]:
+        """Per site, versions that left PENDING per second over the last DRAIN_WINDOW_S (OutcomeRate)."""
+        with self.lock:
+            return self.outcomes.rates(self.clock())
 
     def render(self) -> list[str]:
         with self.lock:
@@ -229,6 +267,34 @@ def render_pending_age(statuses: list[StatusEntry], sites: list[str], now_s: flo
     for site in sorted(set(sites) | set(oldest_ms)):
         age = max(0.0, now_s - oldest_ms[site] / 1000.0) if site in oldest_ms else 0.0
         lines.append('crr_oldest_pending_age_seconds{site="%s"} %.3f' % (_label(site), age))
+    return lines
+
+
+def pending_eta_s(pending: int, rate: float) -> float | None:
+    """Seconds until `pending` versions are done at `rate` per second: 0 with none pending, whatever the rate; None
+    (no sample) while none is done (rate 0): nothing then says when they will be, and an infinite or guessed figure
+    would read as an estimate. `crr_oldest_pending_age_seconds` shows that wait growing."""
+    if pending <= 0:
+        return 0.0
+    if rate <= 0:
+        return None
+    return pending / rate
+
+
+def render_pending_eta(pending: dict[str, int], rates: dict[str, float], paused: dict[str, bool], sites: list[str],
+                       ready: bool) -> list[str]:
+    """Per site, pending_eta_s of its PENDING versions at its outcome rate of the last DRAIN_WINDOW_S; a paused
+    site drains nothing (its rate is taken as 0), and no site has a sample before the ledger is loaded (its
+    PENDING count is partial until then)."""
+    lines = _family("crr_pending_eta_seconds", "gauge",
+                    "seconds until the site's PENDING versions are done at its rate of COMPLETED and FAILED records "
+                    "of the last 5 min; 0 when none is pending, no sample while none is done or the site is paused")
+    if not ready:
+        return lines
+    for site in sorted(set(sites) | set(pending)):
+        eta = pending_eta_s(pending.get(site, 0), 0.0 if paused.get(site) else rates.get(site, 0.0))
+        if eta is not None:
+            lines.append('crr_pending_eta_seconds{site="%s"} %.3f' % (_label(site), eta))
     return lines
 
 

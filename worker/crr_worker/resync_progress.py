@@ -52,7 +52,7 @@ class Progress:
     """`listed N, queued M, X versions/s`, redrawn in place on a terminal at most every 0.5 s, and logged every 10 s
     wherever stderr goes; between start() and end(), also handed to `report` (resync() sets it: the API's metrics)
     at the start, with each log line and at the end. No ETA: a version listing streams and tells no total before
-    its end."""
+    its end; when what it queued will be replicated is the API's crr_pending_eta_seconds."""
 
     def __init__(self, stream: TextIO | None = None, clock=time.monotonic):
         self.stream = stream or sys.stderr

@@ -206,6 +206,11 @@ class StatusStore(_SqliteFile):
                                  (PENDING,)).fetchall()
         return versions, [StatusEntry.from_kafka(value) for value, _ in oldest]
 
+    def pending_per_site(self) -> dict[str, int]:
+        """Per site, its PENDING versions (counted on the status index): what crr_pending_eta_seconds waits for."""
+        return dict(self.db.execute("SELECT site, count(*) FROM statuses WHERE status = ? GROUP BY site",
+                                    (PENDING,)).fetchall())
+
     def _one(self, status: str, site: str, waiting: int) -> StatusEntry:
         """One status of `site` in `status`, waiting for a replay or not: the group's stand-in in tallies."""
         row = self.db.execute("SELECT value FROM statuses WHERE status = ? AND site = ? AND (replay_at > 0) = ? "
