@@ -59,6 +59,7 @@ INVALID = [
     (REPLICATION + ".destination.bootstrapList", [], SITES, "at least one site"),
     (SITES + ".0.type", "gcs", SITES + "[0].type", "one of aws_s3, scality"),
     (SITES + ".0.site", _DELETE, SITES + "[0].site", "is required"),
+    (SITES + ".0.site", "scan/aws1", SITES + "[0].site", "cannot contain '/'"),
     (SITES + ".1.site", "aws1", SITES + "[1].site", "duplicate"),
     (SITES + ".0.retry", {"maxRetries": 0}, SITES + "[0].retry.maxRetries", "between 1 and 1000"),
     (REPLICATION + ".queueProcessor", {"concurrency": "8"}, REPLICATION + ".queueProcessor.concurrency",

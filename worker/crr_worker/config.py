@@ -523,6 +523,8 @@ def _site_credentials(section: _Section) -> Credentials:
 def _site(section: _Section, retry: RetryPolicy, explicit: dict) -> SiteConfig:
     """A bootstrapList entry: `{"site", "servers"}` (scality) or `{"site", "type": "aws_s3", ...}`."""
     name = section.text("site", required=True)
+    if "/" in name:  # the control topic keys a site's state by its name, and scan reports by <kind>/<bucket>
+        raise ConfigError(section.key("site"), "a site name cannot contain '/', got %r" % name)
     servers = section.get("servers", list, [])
     kind = section.text("type", "scality" if servers else None, choices=SITE_TYPES)
     if kind is None:
