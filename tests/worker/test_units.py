@@ -288,13 +288,14 @@ class _GroupMember:
     (kafka-python 3.0 was seen to do that for minutes); otherwise this member gets the partition."""
 
     def __init__(self, stuck: bool):
-        self.stuck, self.listener, self.held, self.closed = stuck, None, set(), False
+        self.stuck, self.listener, self.held, self.closed, self.joining = stuck, None, set(), False, False
 
     def subscribe(self, topics, listener):
         self.listener = listener
 
     def poll(self, timeout_ms):
-        if self.listener.started is None and not self.held:
+        if not self.joining:
+            self.joining = True
             self.listener.on_partitions_revoked(set())
             if not self.stuck:
                 self.held = {TopicPartition("crr-populator", 0)}
@@ -315,6 +316,41 @@ class _GroupMember:
 
     def close(self, autocommit, timeout_ms=None):
         self.closed = True
+
+
+def test_a_status_processor_stuck_joining_its_group_joins_again_as_a_new_member(monkeypatch, caplog, tmp_path):
+    from crr_worker import status
+    from crr_worker.config import parse_config
+
+    stuck, fresh = _GroupMember(stuck=True), _GroupMember(stuck=False)
+    members = [stuck, fresh]
+    stop = threading.Event()
+    reloaded = []
+
+    def read_standings(config, stop_event, also=None):
+        reloaded.append(True)
+        stop.set()  # assigned: the new member joined
+        return {}
+
+    monkeypatch.setattr(status, "make_consumer", lambda config, group, **options: members.pop(0))
+    monkeypatch.setattr(status, "wait_for_partitions", lambda consumer, topic, stop_event: None)
+    monkeypatch.setattr(status, "ensure_topics", lambda config: None)
+    monkeypatch.setattr(status, "make_producer", lambda config: SimpleNamespace(close=lambda timeout: None))
+    monkeypatch.setattr(status, "read_standings", read_standings)
+    monkeypatch.setattr(status, "STUCK_REBALANCE_S", 0.3)
+    caplog.set_level(logging.INFO, logger="crr_worker.status")
+    config = parse_config({"kafka": {"hosts": "127.0.0.1:9092"}, "stateDir": str(tmp_path), "extensions": {
+        "replication": {"replay": {"retries": 0}, "source": {"buckets": ["b"]},
+                        "destination": {"bootstrapList": [{"site": "aws1", "type": "aws_s3"}]}}}})
+    processor = status.StatusProcessor(config, stop)
+
+    worker = threading.Thread(target=processor.run)
+    worker.start()
+    worker.join(timeout=10)
+
+    assert not worker.is_alive(), "the status processor did not join again"
+    assert stuck.closed and fresh.closed and not members and reloaded
+    assert [r.getMessage() for r in caplog.records].count("status group rebalance stuck: joining again") == 1
 
 
 def test_a_populator_stuck_in_a_rebalance_joins_again_as_a_new_member_and_leads(monkeypatch, caplog):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -144,3 +144,24 @@ def wait_for_partitions(consumer: KafkaConsumer, topic: str, stop, timeout_s: fl
             raise RuntimeError("topic %s has no partitions in the broker metadata" % topic)
         consumer.topics()  # forces a metadata refresh
         stop.wait(0.2)
+
+
+class TimedRebalances(ConsumerRebalanceListener):
+    """A rebalance listener that knows how long the rebalance under way has lasted, from subscribe() (the first
+    join) or a revocation to the assignment that ends it. kafka-python 3.0 was seen to leave a member in a
+    rebalance that never ends, on its own side, while the group had dropped it: its owner then joins again as a
+    new member (docs/deployment.md). Subclasses call super() in both callbacks (kafka-python passes a lost
+    partition to on_partitions_revoked)."""
+
+    def __init__(self):
+        self.started: float | None = time.monotonic()
+
+    def lasted(self, now: float) -> float:
+        """How long the rebalance under way has lasted; 0 when none is."""
+        return 0.0 if self.started is None else now - self.started
+
+    def on_partitions_revoked(self, revoked):
+        self.started = time.monotonic()
+
+    def on_partitions_assigned(self, assigned):
+        self.started = None

@@ -30,12 +30,11 @@ import threading
 import time
 import uuid
 
-from kafka import ConsumerRebalanceListener
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
-from crr_worker.kafka_io import make_consumer, populator_topic, wait_for_partitions
+from crr_worker.kafka_io import TimedRebalances, make_consumer, populator_topic, wait_for_partitions
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.leadership")
@@ -186,24 +185,20 @@ class Leadership:
         return last.metadata if last is not None else ""
 
 
-class _HoldPaused(ConsumerRebalanceListener):
+class _HoldPaused(TimedRebalances):
     """Pause the partition when it comes (it is never read); give up the lease the moment it goes."""
 
     def __init__(self, consumer, lease: Lease, topic: str):
+        super().__init__()
         self.consumer, self.lease, self.topic = consumer, lease, topic
-        self.started: float | None = None  # when the rebalance under way began (kafka-python calls revoked first)
-
-    def lasted(self, now: float) -> float:
-        """How long the rebalance under way has lasted; 0 when none is."""
-        return 0.0 if self.started is None else now - self.started
 
     def on_partitions_revoked(self, revoked):
-        self.started = time.monotonic()
+        super().on_partitions_revoked(revoked)
         if revoked:
             self.lease.revoke(self.started)
 
     def on_partitions_assigned(self, assigned):
-        self.started = None
+        super().on_partitions_assigned(assigned)
         if assigned:
             self.consumer.pause(*assigned)
         log(LOG, logging.INFO, "populators' group rebalanced", group=self.topic, holds_partition=bool(assigned))

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Protocol
 
-from kafka import ConsumerRebalanceListener, KafkaProducer
+from kafka import KafkaProducer
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import PENDING, EntryError, StatusEntry, key_digest
-from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, send_all, wait_for_partitions
+from crr_worker.kafka_io import (
+    TimedRebalances,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    send_all,
+    wait_for_partitions,
+)
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
 from crr_worker.replay import Replays, collect_waiting
@@ -24,6 +32,7 @@ from crr_worker.store import standings_store
 
 LOG = logging.getLogger("crr_worker.status")
 SINK_MAX_BACKOFF_S = 30.0
+STUCK_REBALANCE_S = 90.0  # a rebalance of ours lasting this long will not end (kafka_io.TimedRebalances)
 
 
 class StatusSink(Protocol):
@@ -45,18 +54,19 @@ class StatusProcessor:
         self.standings = standings_store(config.state_dir)  # on disk (store.py), rebuilt from the ledger
         self.replays = Replays()
         self.consumer = None
+        self.rebalances: _Reload | None = None
         self.written = 0
 
     def run(self) -> None:
         ensure_topics(self.config)
         producer = make_producer(self.config)
-        consumer = self.consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
-        wait_for_partitions(consumer, self.config.status_topic, self.stop)
-        consumer.subscribe([self.config.status_topic], listener=_Reload(self))
+        self._join()
         log(LOG, logging.INFO, "status processor started", group=self.config.status_group_id)
         try:
             while not self.stop.is_set():
                 self._replay_due(producer)
+                self._rejoin_if_stuck()
+                consumer = self.consumer
                 batch = consumer.poll(timeout_ms=500)
                 if not batch:
                     continue
@@ -68,11 +78,41 @@ class StatusProcessor:
                     break  # stopping: not committed, so handed again after the restart
                 consumer.commit()
         finally:
-            consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False)
             producer.close(timeout=5)
             if self.sink is not None:
                 self.sink.close()
             log(LOG, logging.INFO, "status processor stopped", written=self.written)
+
+    def _join(self) -> None:
+        """A new member of the status group (it joins at its first poll)."""
+        consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
+        try:
+            wait_for_partitions(consumer, self.config.status_topic, self.stop)
+            rebalances = _Reload(self)
+            consumer.subscribe([self.config.status_topic], listener=rebalances)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        self.consumer, self.rebalances = consumer, rebalances
+
+    def _rejoin_if_stuck(self) -> None:
+        """Leave and join again as a new member when this one's rebalance (its first join too) has lasted far
+        longer than one takes (kafka_io.TimedRebalances): what it polled and did not commit comes again, which
+        the ledger's standings make harmless."""
+        stuck_s = self.rebalances.lasted(time.monotonic())
+        if stuck_s < STUCK_REBALANCE_S:
+            return
+        log(LOG, logging.WARNING, "status group rebalance stuck: joining again", group=self.config.status_group_id,
+            stuck_s=round(stuck_s, 1))
+        stuck = self.consumer
+        try:
+            self._join()
+        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
+            log(LOG, logging.WARNING, "status group not joined again", group=self.config.status_group_id,
+                error=str(exc))
+            return
+        stuck.close(autocommit=False, timeout_ms=1000)
 
     def reload(self, assigned=()) -> None:
         """Re-read the ledger: after a rebalance, other members may have written what we now own; and the replays
@@ -136,15 +176,19 @@ class StatusProcessor:
         return not self.stop.is_set()
 
 
-class _Reload(ConsumerRebalanceListener):
-    def __init__(self, processor: StatusProcessor):
-        self.processor = processor
+class _Reload(TimedRebalances):
+    """Everything polled was written and committed in the loop: a revocation has nothing to finish; an
+    assignment re-reads the ledger (StatusProcessor.reload)."""
 
-    def on_partitions_revoked(self, revoked):
-        pass  # everything polled was written and committed in the loop
+    def __init__(self, processor: StatusProcessor):
+        super().__init__()
+        self.processor = processor
 
     def on_partitions_assigned(self, assigned):
         self.processor.reload(assigned)
+        super().on_partitions_assigned(assigned)
+        log(LOG, logging.INFO, "partitions assigned", group=self.processor.config.status_group_id,
+            partitions=sorted(tp.partition for tp in assigned))
 
 
 def requeue(config: WorkerConfig, producer: KafkaProducer, statuses: list[StatusEntry]) -> int:
