@@ -319,7 +319,7 @@ class _GroupMember:
 
 
 def test_a_status_processor_stuck_joining_its_group_joins_again_as_a_new_member(monkeypatch, caplog, tmp_path):
-    from crr_worker import status
+    from crr_worker import kafka_io, status
     from crr_worker.config import parse_config
 
     stuck, fresh = _GroupMember(stuck=True), _GroupMember(stuck=False)
@@ -333,7 +333,7 @@ def test_a_status_processor_stuck_joining_its_group_joins_again_as_a_new_member(
         return {}
 
     monkeypatch.setattr(status, "make_consumer", lambda config, group, **options: members.pop(0))
-    monkeypatch.setattr(status, "wait_for_partitions", lambda consumer, topic, stop_event: None)
+    monkeypatch.setattr(kafka_io, "wait_for_partitions", lambda consumer, topic, stop_event: None)
     monkeypatch.setattr(status, "ensure_topics", lambda config: None)
     monkeypatch.setattr(status, "make_producer", lambda config: SimpleNamespace(close=lambda timeout: None))
     monkeypatch.setattr(status, "read_standings", read_standings)
@@ -353,13 +353,61 @@ def test_a_status_processor_stuck_joining_its_group_joins_again_as_a_new_member(
     assert [r.getMessage() for r in caplog.records].count("status group rebalance stuck: joining again") == 1
 
 
+class _SiteGroupMember(_GroupMember):
+    """A site processor's consumer: polls give no records; it fetches from what it is assigned."""
+
+    def poll(self, timeout_ms):
+        super().poll(timeout_ms)
+        return {}
+
+    def paused(self):
+        return set()
+
+    def resume(self, *partitions):
+        pass
+
+
+def test_a_processor_stuck_joining_its_group_joins_again_as_a_new_member_and_gets_partitions(monkeypatch, caplog):
+    from crr_worker import kafka_io
+    from crr_worker import processor as processor_module
+    from crr_worker.config import parse_config
+
+    stuck, fresh = _SiteGroupMember(stuck=True), _SiteGroupMember(stuck=False)
+    members = [stuck, fresh]
+    monkeypatch.setattr(processor_module, "make_consumer", lambda config, group, **options: members.pop(0))
+    monkeypatch.setattr(kafka_io, "wait_for_partitions", lambda consumer, topic, stop_event: None)
+    monkeypatch.setattr(processor_module, "ensure_topics", lambda config: None)
+    monkeypatch.setattr(processor_module, "make_producer", lambda config: SimpleNamespace(close=lambda timeout: None))
+    monkeypatch.setattr(processor_module, "STUCK_REBALANCE_S", 0.3)
+    caplog.set_level(logging.INFO, logger="crr_worker.processor")
+    config = parse_config({"kafka": {"hosts": "127.0.0.1:9092"}, "extensions": {"replication": {
+        "source": {"buckets": ["b"]}, "destination": {"bootstrapList": [{"site": "aws1", "type": "aws_s3"}]}}}})
+    stop = threading.Event()
+    processor = processor_module.Processor(config, "aws1", SimpleNamespace(), SimpleNamespace(), stop)
+    processor.control = SimpleNamespace(load=lambda stop_event: None, refresh=lambda: None,
+                                        paused=lambda site: False, close=lambda: None)
+
+    worker = threading.Thread(target=processor.run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not fresh.held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(timeout=30)
+
+    assert fresh.held, "the processor did not join again"
+    assert stuck.closed and fresh.closed and not members
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("processors' group rebalance stuck: joining again") == 1
+
+
 def test_a_populator_stuck_in_a_rebalance_joins_again_as_a_new_member_and_leads(monkeypatch, caplog):
-    from crr_worker import leadership
+    from crr_worker import kafka_io, leadership
 
     stuck, fresh = _GroupMember(stuck=True), _GroupMember(stuck=False)
     members = [stuck, fresh]
     monkeypatch.setattr(leadership, "make_consumer", lambda config, topic, **options: members.pop(0))
-    monkeypatch.setattr(leadership, "wait_for_partitions", lambda consumer, topic, stop: None)
+    monkeypatch.setattr(kafka_io, "wait_for_partitions", lambda consumer, topic, stop: None)
     monkeypatch.setattr(leadership, "STUCK_REBALANCE_S", 0.3)
     caplog.set_level(logging.INFO, logger="crr_worker.leadership")
     populator = leadership.Leadership(SimpleNamespace(topic="crr"), threading.Event())

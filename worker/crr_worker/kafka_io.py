@@ -146,6 +146,18 @@ def wait_for_partitions(consumer: KafkaConsumer, topic: str, stop, timeout_s: fl
         stop.wait(0.2)
 
 
+def subscribed(consumer: KafkaConsumer, topic: str, listener: ConsumerRebalanceListener, stop) -> KafkaConsumer:
+    """`consumer` subscribed to `topic` with `listener` once the topic's partitions are known (it joins its group at
+    its first poll); closed when that fails."""
+    try:
+        wait_for_partitions(consumer, topic, stop)
+        consumer.subscribe([topic], listener=listener)
+    except BaseException:
+        consumer.close(autocommit=False)
+        raise
+    return consumer
+
+
 class TimedRebalances(ConsumerRebalanceListener):
     """A rebalance listener that knows how long the rebalance under way has lasted, from subscribe() (the first
     join) or a revocation to the assignment that ends it. kafka-python 3.0 was seen to leave a member in a

@@ -34,7 +34,7 @@ from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAs
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
-from crr_worker.kafka_io import TimedRebalances, make_consumer, populator_topic, wait_for_partitions
+from crr_worker.kafka_io import TimedRebalances, make_consumer, populator_topic, subscribed
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.leadership")
@@ -127,14 +127,8 @@ class Leadership:
         consumer = make_consumer(self.config, self.topic, session_timeout_ms=SESSION_TIMEOUT_MS,
                                  heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS, max_poll_interval_ms=REBALANCE_TIMEOUT_MS,
                                  partition_assignment_strategy=(StickyPartitionAssignor,))
-        try:
-            wait_for_partitions(consumer, self.topic, stop)
-            rebalances = _HoldPaused(consumer, self.lease, self.topic)
-            consumer.subscribe([self.topic], listener=rebalances)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        return consumer, rebalances
+        rebalances = _HoldPaused(consumer, self.lease, self.topic)
+        return subscribed(consumer, self.topic, rebalances, stop), rebalances
 
     def _keep_up(self) -> None:
         """Until closed; an error only costs the lease, and the next turn tries again."""

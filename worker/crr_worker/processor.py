@@ -27,13 +27,13 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
 from crr_worker.control import ControlWatch
 from crr_worker.entries import StatusEntry
-from crr_worker.kafka_io import ensure_topics, make_consumer, make_producer, wait_for_partitions
+from crr_worker.kafka_io import TimedRebalances, ensure_topics, make_consumer, make_producer, subscribed
 from crr_worker.logs import log
 from crr_worker.replicator import Replicator
 from crr_worker.sources.base import Source
@@ -55,6 +55,7 @@ BUSY_POLL_MS = 20  # poll timeout while copies are in flight, so that their outc
 CONTROL_INTERVAL_S = 0.5
 GIVE_UP_CHECK_S = 0.5  # how soon a copy waiting (retry delay, outage) notices that the worker stops
 FETCH_WAIT_MS = 100  # entries are fetched in batches, but a lone entry waits no longer than this
+STUCK_REBALANCE_S = 90.0  # a rebalance of ours lasting this long will not end (kafka_io.TimedRebalances)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Processor:
         self.publish_after = 0.0
         self.bookkeeping = threading.RLock()  # the polling thread's, and the rebalance listener's (module docstring)
         self.consumer = None
+        self.rebalances: _Rebalance | None = None
         self.producer = None
         self.pool = None
         self.control = ControlWatch(config)
@@ -134,13 +136,9 @@ class Processor:
         """Process until `stop` is set, then finish or abandon in-flight work and commit what is done."""
         ensure_topics(self.config)
         self.producer = make_producer(self.config)
-        self.consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2,
-                                      fetch_max_wait_ms=FETCH_WAIT_MS, session_timeout_ms=SESSION_TIMEOUT_MS,
-                                      heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
-        wait_for_partitions(self.consumer, self.config.topic, self.stop)
         self.control.load(self.stop)  # a site paused before we started must not fetch anything
         self._follow_control()
-        self.consumer.subscribe([self.config.topic], listener=_Rebalance(self))
+        self.consumer, self.rebalances = self._join()
         self.pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="copy-%s" % self.site.site)
         log(LOG, logging.INFO, "processor started", site=self.site.site, group=self.group_id)
         last_commit = last_control = time.monotonic()
@@ -161,8 +159,36 @@ class Processor:
                     if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                         self._commit()
                         last_commit = time.monotonic()
+                self._rejoin_if_stuck()
         finally:
             self._shutdown()
+
+    def _join(self):
+        """A new member of the site's group, subscribed (it joins at its first poll), and its rebalance listener."""
+        consumer = make_consumer(self.config, self.group_id, max_poll_records=self.settings.concurrency * 2,
+                                 fetch_max_wait_ms=FETCH_WAIT_MS, session_timeout_ms=SESSION_TIMEOUT_MS,
+                                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
+        rebalances = _Rebalance(self)
+        return subscribed(consumer, self.config.topic, rebalances, self.stop), rebalances
+
+    def _rejoin_if_stuck(self) -> None:
+        """Leave and join again as a new member when this one's rebalance (its first join too) has lasted far
+        longer than one takes (kafka_io.TimedRebalances). A rebalance begins with the revocation, which let go
+        of everything taken: the new member starts from the committed offsets, as the partitions' next owner."""
+        stuck_s = self.rebalances.lasted(time.monotonic())
+        if stuck_s < STUCK_REBALANCE_S:
+            return
+        log(LOG, logging.WARNING, "processors' group rebalance stuck: joining again", site=self.site.site,
+            group=self.group_id, stuck_s=round(stuck_s, 1))
+        try:
+            fresh = self._join()
+        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
+            log(LOG, logging.WARNING, "processors' group not joined again", site=self.site.site, error=str(exc))
+            return
+        with self.bookkeeping:
+            stuck, (self.consumer, self.rebalances) = self.consumer, fresh
+            self.rewind.clear()  # the new member reads from the committed offsets
+        stuck.close(autocommit=False, timeout_ms=1000)
 
     def _accept(self, record: _Record) -> None:
         progress = self.progress.setdefault(record.partition, _PartitionProgress())
@@ -369,7 +395,7 @@ class Processor:
         log(LOG, logging.INFO, "processor stopped", site=self.site.site, **self.work.counts)
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(TimedRebalances):
     """Before partitions move to another member, let what is in flight finish (bounded), then let go: copies of
     them still running give up, and what was not done is read again by the partition's next owner.
 
@@ -380,9 +406,11 @@ class _Rebalance(ConsumerRebalanceListener):
     """
 
     def __init__(self, processor: Processor):
+        super().__init__()
         self.processor = processor
 
     def on_partitions_revoked(self, revoked):
+        super().on_partitions_revoked(revoked)
         processor = self.processor
         with processor.bookkeeping:
             processor.holding = True
@@ -399,5 +427,6 @@ class _Rebalance(ConsumerRebalanceListener):
             self.processor.rewind_kept(assigned)
             if (self.processor.paused or self.processor.work.hold.held) and assigned:
                 self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused/held site
+        super().on_partitions_assigned(assigned)
         log(LOG, logging.INFO, "partitions assigned", site=self.processor.site.site,
             partitions=sorted(p.partition for p in assigned))

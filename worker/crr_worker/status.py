@@ -22,7 +22,7 @@ from crr_worker.kafka_io import (
     make_consumer,
     make_producer,
     send_all,
-    wait_for_partitions,
+    subscribed,
 )
 from crr_worker.ledger import read_standings
 from crr_worker.logs import log
@@ -87,14 +87,9 @@ class StatusProcessor:
     def _join(self) -> None:
         """A new member of the status group (it joins at its first poll)."""
         consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
-        try:
-            wait_for_partitions(consumer, self.config.status_topic, self.stop)
-            rebalances = _Reload(self)
-            consumer.subscribe([self.config.status_topic], listener=rebalances)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        self.consumer, self.rebalances = consumer, rebalances
+        rebalances = _Reload(self)
+        self.consumer = subscribed(consumer, self.config.status_topic, rebalances, self.stop)
+        self.rebalances = rebalances
 
     def _rejoin_if_stuck(self) -> None:
         """Leave and join again as a new member when this one's rebalance (its first join too) has lasted far
