@@ -146,14 +146,22 @@ def test_the_scan_logs_versions_listed_and_queued_per_bucket_and_the_api_counts_
     done = wait_for(lambda: [r for r in log_records(scanner) if r.get("message") == "scan of bucket done"], 30, 0.3,
                     "the scan's per-bucket line")
     assert (done[0]["bucket"], done[0]["listed"], done[0]["queued"]) == (pair.source_bucket, 3, 3)
-    bucket = 'bucket="%s",kind="scan"' % pair.source_bucket
-    wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", bucket) == 3, 30, 0.5,
-             "the scan's report in the metrics")
+    started = finished_listing_metrics(api, 'bucket="%s",kind="scan"' % pair.source_bucket, 3)
+    assert 0 < started
+
+
+def finished_listing_metrics(api, labels: str, versions: int) -> float:
+    """Wait for a listing's report (scan or resync) of `versions` listed under `labels` in the API's metrics, then
+    check it queued them all, is no longer running, and was updated at or after its start and not in the future;
+    returns its start time."""
+    wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", labels) == versions, 30, 0.5,
+             "the listing's report in the metrics")
     metrics = api.get("/metrics").text
-    assert _metric(metrics, "crr_scan_queued_versions", bucket) == 3
-    assert _metric(metrics, "crr_scan_running", bucket) == 0
-    started = _metric(metrics, "crr_scan_started_timestamp_seconds", bucket)
-    assert 0 < started <= _metric(metrics, "crr_scan_updated_timestamp_seconds", bucket) <= time.time()
+    assert _metric(metrics, "crr_scan_queued_versions", labels) == versions
+    assert _metric(metrics, "crr_scan_running", labels) == 0
+    started = _metric(metrics, "crr_scan_started_timestamp_seconds", labels)
+    assert started <= _metric(metrics, "crr_scan_updated_timestamp_seconds", labels) <= time.time()
+    return started
 
 
 def test_a_long_scan_logs_its_progress_as_it_lists(monkeypatch, caplog):

@@ -18,7 +18,6 @@ import itertools
 import json
 import logging
 import os
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -35,6 +34,7 @@ from tests.cloudserver_replay import CloudServerReplay, load_sample
 from tests.worker.harness import SITE, WorkerProcesses, start_pipeline, target_replicas, wait_for
 from tests.worker.test_api import _metric, start_api
 from tests.worker.test_cloudserver_status import SPECIAL_KEY, captured_md, logged_md, serve_derived
+from tests.worker.test_monitoring import finished_listing_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -338,15 +338,9 @@ def test_resync_of_an_s3_bucket_reports_its_start_and_end_and_a_live_api_exports
                if m.key == b"resync/%s" % pair.source_bucket.encode()]
     reports = [ScanReport.from_kafka(m.value) for m in control]
     assert [(r.kind, r.listed, r.queued, r.running) for r in reports] == [(RESYNC, 0, 0, True), (RESYNC, 3, 3, False)]
-    resynced = 'bucket="%s",kind="resync"' % pair.source_bucket
-    wait_for(lambda: _metric(api.get("/metrics").text, "crr_scan_listed_versions", resynced) == 3, 30, 0.5,
-             "the resync's report in the metrics")
+    started = finished_listing_metrics(api, 'bucket="%s",kind="resync"' % pair.source_bucket, 3)
+    assert started == reports[0].started_at / 1000.0
     metrics = api.get("/metrics").text
-    assert _metric(metrics, "crr_scan_queued_versions", resynced) == 3
-    assert _metric(metrics, "crr_scan_running", resynced) == 0
-    started = _metric(metrics, "crr_scan_started_timestamp_seconds", resynced)
-    assert started == reports[0].started_at / 1000.0 <= _metric(metrics, "crr_scan_updated_timestamp_seconds",
-                                                                resynced) <= time.time()
     assert _metric(metrics, "crr_scan_running", 'bucket="%s",kind="scan"' % pair.source_bucket) is None
 
 
