@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from crr_worker.config import WorkerConfig
+from crr_worker.logs import log
 
 COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
 POPULATOR_SUFFIX = "-populator"
 CHECKPOINT_SUFFIX = "-checkpoints"
 FETCH_MIN_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 def control_topic(config: WorkerConfig) -> str:
@@ -177,3 +182,19 @@ class TimedRebalances(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.started = None
+
+
+def rejoin_when_stuck(rebalances: TimedRebalances, stuck_after_s: float, join: Callable[[], T], logger,
+                      members: str, **fields) -> T | None:
+    """What join() makes (a new member of the group) once the rebalance of `rebalances` has lasted `stuck_after_s`,
+    logged as `<members> rebalance stuck: joining again` on the caller's `logger` with `fields`; None while it has
+    not, or when joining failed (logged too: the stuck member stays, and the caller's next turn tries again)."""
+    stuck_s = rebalances.lasted(time.monotonic())
+    if stuck_s < stuck_after_s:
+        return None
+    log(logger, logging.WARNING, "%s rebalance stuck: joining again" % members, stuck_s=round(stuck_s, 1), **fields)
+    try:
+        return join()
+    except Exception as exc:  # noqa: BLE001 - whatever Kafka raises, the stuck member stays for now
+        log(logger, logging.WARNING, "%s not joined again" % members, error=str(exc), **fields)
+        return None

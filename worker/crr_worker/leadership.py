@@ -34,7 +34,7 @@ from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAs
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
-from crr_worker.kafka_io import TimedRebalances, make_consumer, populator_topic, subscribed
+from crr_worker.kafka_io import TimedRebalances, make_consumer, populator_topic, rejoin_when_stuck, subscribed
 from crr_worker.logs import log
 
 LOG = logging.getLogger("crr_worker.leadership")
@@ -146,15 +146,9 @@ class Leadership:
 
     def _rejoin_if_stuck(self) -> None:
         """Leave and join again as a new member when this one's rebalance has lasted too long."""
-        stuck_s = self.rebalances.lasted(time.monotonic())
-        if stuck_s < STUCK_REBALANCE_S:
-            return
-        log(LOG, logging.WARNING, "populators' group rebalance stuck: joining again", group=self.topic,
-            stuck_s=round(stuck_s, 1))
-        try:
-            fresh = self._join(self.closing)
-        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
-            log(LOG, logging.WARNING, "populators' group not joined again", group=self.topic, error=str(exc))
+        fresh = rejoin_when_stuck(self.rebalances, STUCK_REBALANCE_S, lambda: self._join(self.closing), LOG,
+                                  "populators' group", group=self.topic)
+        if fresh is None:
             return
         stuck, self.consumer, self.rebalances = self.consumer, *fresh
         self.lease.revoke(time.monotonic())

@@ -33,7 +33,14 @@ from kafka.structs import OffsetAndMetadata
 from crr_worker.config import WorkerConfig
 from crr_worker.control import ControlWatch
 from crr_worker.entries import StatusEntry
-from crr_worker.kafka_io import TimedRebalances, ensure_topics, make_consumer, make_producer, subscribed
+from crr_worker.kafka_io import (
+    TimedRebalances,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    rejoin_when_stuck,
+    subscribed,
+)
 from crr_worker.logs import log
 from crr_worker.replicator import Replicator
 from crr_worker.sources.base import Source
@@ -175,15 +182,9 @@ class Processor:
         """Leave and join again as a new member when this one's rebalance (its first join too) has lasted far
         longer than one takes (kafka_io.TimedRebalances). A rebalance begins with the revocation, which let go
         of everything taken: the new member starts from the committed offsets, as the partitions' next owner."""
-        stuck_s = self.rebalances.lasted(time.monotonic())
-        if stuck_s < STUCK_REBALANCE_S:
-            return
-        log(LOG, logging.WARNING, "processors' group rebalance stuck: joining again", site=self.site.site,
-            group=self.group_id, stuck_s=round(stuck_s, 1))
-        try:
-            fresh = self._join()
-        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
-            log(LOG, logging.WARNING, "processors' group not joined again", site=self.site.site, error=str(exc))
+        fresh = rejoin_when_stuck(self.rebalances, STUCK_REBALANCE_S, self._join, LOG, "processors' group",
+                                  site=self.site.site, group=self.group_id)
+        if fresh is None:
             return
         with self.bookkeeping:
             stuck, (self.consumer, self.rebalances) = self.consumer, fresh

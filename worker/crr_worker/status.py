@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Protocol
 
 from kafka import KafkaProducer
@@ -21,6 +20,7 @@ from crr_worker.kafka_io import (
     ensure_topics,
     make_consumer,
     make_producer,
+    rejoin_when_stuck,
     send_all,
     subscribed,
 )
@@ -60,7 +60,7 @@ class StatusProcessor:
     def run(self) -> None:
         ensure_topics(self.config)
         producer = make_producer(self.config)
-        self._join()
+        self.consumer, self.rebalances = self._join()
         log(LOG, logging.INFO, "status processor started", group=self.config.status_group_id)
         try:
             while not self.stop.is_set():
@@ -84,29 +84,21 @@ class StatusProcessor:
                 self.sink.close()
             log(LOG, logging.INFO, "status processor stopped", written=self.written)
 
-    def _join(self) -> None:
-        """A new member of the status group (it joins at its first poll)."""
+    def _join(self):
+        """A new member of the status group, subscribed (it joins at its first poll), and its rebalance listener."""
         consumer = make_consumer(self.config, self.config.status_group_id, max_poll_records=500)
         rebalances = _Reload(self)
-        self.consumer = subscribed(consumer, self.config.status_topic, rebalances, self.stop)
-        self.rebalances = rebalances
+        return subscribed(consumer, self.config.status_topic, rebalances, self.stop), rebalances
 
     def _rejoin_if_stuck(self) -> None:
         """Leave and join again as a new member when this one's rebalance (its first join too) has lasted far
         longer than one takes (kafka_io.TimedRebalances): what it polled and did not commit comes again, which
         the ledger's standings make harmless."""
-        stuck_s = self.rebalances.lasted(time.monotonic())
-        if stuck_s < STUCK_REBALANCE_S:
+        fresh = rejoin_when_stuck(self.rebalances, STUCK_REBALANCE_S, self._join, LOG, "status group",
+                                  group=self.config.status_group_id)
+        if fresh is None:
             return
-        log(LOG, logging.WARNING, "status group rebalance stuck: joining again", group=self.config.status_group_id,
-            stuck_s=round(stuck_s, 1))
-        stuck = self.consumer
-        try:
-            self._join()
-        except Exception as exc:  # noqa: BLE001 - the stuck member stays, and the next turn tries again
-            log(LOG, logging.WARNING, "status group not joined again", group=self.config.status_group_id,
-                error=str(exc))
-            return
+        stuck, (self.consumer, self.rebalances) = self.consumer, fresh
         stuck.close(autocommit=False, timeout_ms=1000)
 
     def reload(self, assigned=()) -> None:
