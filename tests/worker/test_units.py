@@ -760,6 +760,7 @@ def _bare_processor():
 
     processor = Processor.__new__(Processor)
     processor.progress, processor.waiting, processor.rewind, processor.revocations = {}, {}, {}, {}
+    processor.first_new, processor.unmeasured = {}, set()
     return processor
 
 
@@ -778,7 +779,8 @@ def test_partitions_assigned_back_are_read_again_from_the_first_offset_not_done(
     processor.consumer = SimpleNamespace(seek=lambda partition, offset: seeks.append((partition.partition, offset)))
     processor.forget([kept, moved, idle])
     processor.rewind_kept([kept, TopicPartition("repl", 3)])
-    assert seeks == [(0, 5)] and not processor.progress and not processor.rewind
+    assert seeks == [(0, 5)] and not processor.rewind
+    assert list(processor.progress) == [kept] and processor.progress[kept].committable() == 5  # to commit
 
 
 def test_a_copy_waiting_out_an_outage_gives_up_when_its_partition_is_revoked():

@@ -100,6 +100,9 @@ class ReplicationEntry:
     # A version delete (a "del" entry): the version was deleted from the source by its id, and its replica is to be
     # deleted from the sites (replicateVersionDeletes); its COMPLETED status says the site holds it no more.
     deleted: bool = False
+    # A first copy (crr_worker.first_copies): the source's newest version of its key, published for the first time,
+    # so no replica of it or of a newer version can be on a site and the target writes it without looking first.
+    first_copy: bool = False
 
     def __post_init__(self):
         if not self.content:
@@ -122,7 +125,13 @@ class ReplicationEntry:
 
     def for_sites(self, sites: tuple[str, ...]) -> ReplicationEntry:
         """The same version re-queued for `sites` only: a new generation, stamped now, one more replay."""
-        return replace(self, sites=tuple(sites), enqueued_at=now_ms(), replay_count=self.replay_count + 1)
+        return replace(self, sites=tuple(sites), enqueued_at=now_ms(), replay_count=self.replay_count + 1,
+                       first_copy=False)
+
+    def checked(self) -> ReplicationEntry:
+        """The same entry, not a first copy: for a try after the first and a record that may have been handled before,
+        whose replica may already be on the site."""
+        return replace(self, first_copy=False) if self.first_copy else self
 
     def object_metadata(self, statuses: dict[str, tuple[str, str]] | None = None) -> dict:
         """Backbeat's object metadata with `replicationInfo`; `statuses` maps site -> (status, target version)."""
@@ -155,6 +164,8 @@ class ReplicationEntry:
         envelope = self._envelope(self.object_md or self.object_metadata())
         if self.object_md:
             envelope["sites"] = list(self.sites)  # the ObjectMD's backends may name sites this worker does not serve
+        if self.first_copy:
+            envelope["firstCopy"] = True  # on the replication topic only: a status's entry is never one
         return self.message_key, json.dumps(envelope).encode("utf-8")
 
     def _envelope(self, metadata: dict | str) -> dict:
@@ -212,6 +223,7 @@ class ReplicationEntry:
                 object_md=envelope["value"] if full else "",
                 md_digest=md_digest(metadata) if full else metadata.get("mdDigest", ""),
                 deleted=envelope.get("type") == "del",
+                first_copy=envelope.get("firstCopy") is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EntryError("not a replication entry: %s" % exc) from exc

@@ -18,6 +18,10 @@ COMPACTED = {"cleanup.policy": "compact"}
 CONTROL_SUFFIX = "-control"
 POPULATOR_SUFFIX = "-populator"
 CHECKPOINT_SUFFIX = "-checkpoints"
+FIRST_COPIES_SUFFIX = "-first-copies"
+# Written at every chunk of first copies and read from its last record only: small segments let compaction keep
+# it to a few records.
+FIRST_COPIES_CONFIG = dict(COMPACTED, **{"segment.ms": "600000"})
 FETCH_MIN_BYTES = 64 * 1024
 T = TypeVar("T")
 
@@ -37,11 +41,17 @@ def checkpoint_topic(config: WorkerConfig) -> str:
     return config.topic + CHECKPOINT_SUFFIX
 
 
+def first_copies_topic(config: WorkerConfig) -> str:
+    """The active populator's announcements of first copies (crr_worker.first_copies)."""
+    return config.topic + FIRST_COPIES_SUFFIX
+
+
 def ensure_topics(config: WorkerConfig) -> None:
     """Create the worker's topics when missing; existing ones are left alone.
 
     Replication and status topics; the ledger, compacted; the control and checkpoint topics, compacted with
-    one partition (a handful of records, read whole); the populators' topic, one partition and never a record.
+    one partition (a handful of records, read whole); the populators' topic, one partition and never a record; the
+    first copies' topic, compacted with one partition (its last record is read).
     """
     partitions = config.kafka.partitions
     create_missing_topics(config, {
@@ -51,6 +61,7 @@ def ensure_topics(config: WorkerConfig) -> None:
         control_topic(config): (1, COMPACTED),
         checkpoint_topic(config): (1, COMPACTED),
         populator_topic(config): (1, {}),
+        first_copies_topic(config): (1, FIRST_COPIES_CONFIG),
     })
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from crr_worker.config import WorkerConfig
 from crr_worker.entries import FAILED, PENDING, ReplicationEntry, StatusEntry, now_ms
+from crr_worker.first_copies import announce, entry_digest, last_announced, version_digest
 from crr_worker.kafka_io import ensure_topics, make_producer, send_all
 from crr_worker.leadership import Leadership
 from crr_worker.ledger import KnownVersions, LedgerReader, LedgerUnavailable, apply_records
@@ -100,6 +101,8 @@ class Populator:
         self.published = 0
         self.ignored_buckets: set[str] = set()  # named by changes but outside source.buckets (logged once each)
         self.unroutable_rules: set[tuple[str, str]] = set()  # (bucket, rule id) sending versions nowhere, logged
+        self.marks_first_copies = False  # only the active populator, once it read what its predecessor announced
+        self.unsure: set[bytes] = set()  # the predecessor's last announced first copies (crr_worker.first_copies)
 
     def run(self) -> None:
         """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
@@ -117,6 +120,7 @@ class Populator:
                 if self.leadership.took_over():
                     next_scan = 0.0  # scan first: the previous leader may have stopped mid-way
                     self.source.take_over()  # and resume the feed where it checkpointed
+                    self.take_over_first_copies()
                 if time.monotonic() >= next_scan:
                     next_scan = self._scan_on_schedule()
                 wait_s = max(0.0, min(5.0, next_scan - time.monotonic()))
@@ -137,6 +141,12 @@ class Populator:
             if self.ledger is not None:
                 self.ledger.close()
             log(LOG, logging.INFO, "populator stopped", published=self.published)
+
+    def take_over_first_copies(self) -> None:
+        """Mark first copies from now on, except the versions the previous active populator announced last: it may
+        have published them without their PENDING marks (crr_worker.first_copies)."""
+        self.unsure = last_announced(self.config)
+        self.marks_first_copies = True
 
     def _scan_on_schedule(self) -> float:
         """Scan; returns when to scan next: after scanIntervalS, or at once if leadership lapsed meanwhile (the
@@ -230,8 +240,8 @@ class Populator:
             if change.removed:
                 removed.append(change)
                 continue
-            if change.entry is not None:
-                decided.append(_Queued(change.entry))  # the source decided (CloudServer): in the feed's order
+            if change.entry is not None:  # the source decided (CloudServer): in the feed's order
+                decided.append(_Queued(replace(change.entry, first_copy=self._first_copy(change.entry))))
                 continue
             exact_id = change.version.version_id if change.version else None
             if (change.bucket, change.key, exact_id) in seen:
@@ -250,7 +260,8 @@ class Populator:
         for bucket, keys in to_list.items():
             replication = self._replication(bucket)
             for versions in self.source.list_keys_versions(bucket, keys).values():
-                queued.extend(q for version in versions for q in self._entries(replication, version))
+                queued.extend(q for version in versions
+                              for q in self._entries(replication, version, newest=version is versions[-1]))
         count = 0
         for start in range(0, len(queued), FLUSH_EVERY):
             count += self._publish(queued[start:start + FLUSH_EVERY])
@@ -299,22 +310,23 @@ class Populator:
                 progress: ScanProgress | None = None) -> int:
         """Publish entries for versions matching a rule, then their PENDING marks; waits for Kafka's acks. Returns
         how many entries were published (counted in `progress` too). The scan's publishing, also used by
-        `crr-worker resync` and `verify --repair`."""
+        `crr-worker resync` and `verify --repair` (whose populator marks no first copies: it is not the active one)."""
         progress = progress or ScanProgress(replication.bucket)
         queued: list[_Queued] = []
-        for version in versions:
+        for version, newest in _with_newest(versions):
             if not self._leading():
                 return progress.queued  # the new leader's scan lists the rest, with what was taken, not published
-            queued.extend(self._entries(replication, version))
+            queued.extend(self._entries(replication, version, newest=newest))
             if len(queued) >= FLUSH_EVERY:
                 progress.queued += self._publish(queued)
                 queued = []
         progress.queued += self._publish(queued)
         return progress.queued
 
-    def _entries(self, replication: BucketReplication, version: VersionInfo) -> list[_Queued]:
+    def _entries(self, replication: BucketReplication, version: VersionInfo, newest: bool = False) -> list[_Queued]:
         """What to publish for a version, for each rule sending it to sites that do not know it yet: the entry for
-        the sites processors serve, FAILED for the others (a StorageClass naming no configured site, or no site)."""
+        the sites processors serve, FAILED for the others (a StorageClass naming no configured site, or no site).
+        The entries of the `newest` version of its key are first copies when this populator marks them."""
         ids = (version.bucket, version.key, version.version_id)
         if self._queued(replication, ids):
             return []
@@ -330,6 +342,8 @@ class Populator:
                 last_modified=version.last_modified, sites=served, destination=route.rule.destination,
                 role=replication.role, storage_class=route.rule.storage_class,
                 storage_type=self.config.find_site(served[0]).type if served else "aws_s3",
+                first_copy=newest and self.marks_first_copies and not version.is_delete_marker
+                and version_digest(*ids) not in self.unsure,
             )
             failed = tuple(StatusEntry(replace(entry, sites=(site,)), site, FAILED,
                                        reason=self._unroutable(replication.bucket, route.rule, site))
@@ -352,6 +366,13 @@ class Populator:
             log(LOG, logging.ERROR, "versions of a rule go to a site no processor serves: they are FAILED",
                 bucket=bucket, rule=rule.rule_id, site=site, storage_class=rule.storage_class, sites=configured)
         return unroutable_reason(rule.rule_id, why)
+
+    def _first_copy(self, entry: ReplicationEntry) -> bool:
+        """Whether an entry the source decided (CloudServer's feed, in the log's order) is a first copy: a new
+        version's data, new to each of its sites."""
+        return (self.marks_first_copies and "DATA" in entry.content and not entry.is_delete_marker
+                and entry_digest(entry) not in self.unsure
+                and not any((site, entry.bucket, entry.key, entry.version_id) in self.known for site in entry.sites))
 
     def _queued(self, replication: BucketReplication, ids: tuple[str, str, str]) -> bool:
         """Whether the version is known for every site it goes to, as far as that is known without a request:
@@ -408,8 +429,21 @@ class Populator:
         if not entries and not statuses:
             return 0
         if entries:
+            announce(self.producer, self.config, entries)  # first, so that a successor knows them (first_copies)
             send_all(self.producer, self.config.topic, [e.to_kafka() for e in entries])
         send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in statuses])
         self.known.learn(statuses)
         self.published += len(entries)
         return len(entries)
+
+
+def _with_newest(versions: Iterable[VersionInfo]) -> Iterator[tuple[VersionInfo, bool]]:
+    """Each version, and whether it is the newest of its key: a listing gives each key's versions together, oldest
+    first (Source.list_versions)."""
+    previous = None
+    for version in versions:
+        if previous is not None:
+            yield previous, (previous.bucket, previous.key) != (version.bucket, version.key)
+        previous = version
+    if previous is not None:
+        yield previous, True

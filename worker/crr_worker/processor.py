@@ -4,7 +4,9 @@ Kafka does the distribution: every processor of a site joins the consumer group 
 share of the partitions. Inside one process, up to `concurrency` versions are copied at once, but never two
 versions of the same key (they are applied in offset order). A record's offset is committed only once its
 outcome (COMPLETED or FAILED) is acknowledged by Kafka, and only as part of a contiguous run of done offsets,
-so a crash re-does work and never loses it; the target's idempotence check makes re-doing harmless.
+so a crash re-does work and never loses it; the target's idempotence check makes re-doing harmless. A first copy
+(crr_worker.first_copies) skips that check only on a record produced after its partition was assigned here, which
+no processor can have handled before, and only at its first try.
 
 The Processor is the engine: it polls, keeps a key's versions in order, publishes outcomes and commits. The work
 is crr_worker.replicator's: copying threads turn a record into its outcome and report back through a queue. The
@@ -28,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kafka import TopicPartition
+from kafka.errors import IllegalStateError
 from kafka.structs import OffsetAndMetadata
 
 from crr_worker.config import WorkerConfig
@@ -128,6 +131,10 @@ class Processor:
         self.running_keys: set = set()
         self.rewind: dict[TopicPartition, int] = {}  # revoked partition -> first offset not done (see rewind_kept)
         self.revocations: dict[TopicPartition, threading.Event] = {}  # set when the partition is revoked (_GiveUp)
+        # partition -> its high watermark at its first fetch since it was assigned here: records from there on are
+        # first deliveries, which no processor can have handled before
+        self.first_new: dict[TopicPartition, int] = {}
+        self.unmeasured: set[TopicPartition] = set()  # assigned, end offset not known yet (_measure_assigned)
         self.finished: queue.Queue = queue.Queue()
         self.unpublished: list[tuple[_Record, StatusEntry]] = []  # finished, outcome not yet acknowledged
         self.publish_after = 0.0
@@ -160,6 +167,7 @@ class Processor:
                 timeout_ms = 0 if blocked else BUSY_POLL_MS if self.in_flight else 200
                 polled = self.consumer.poll(timeout_ms=timeout_ms)  # the rebalance listener may run meanwhile
                 with self.bookkeeping:
+                    self._measure_assigned()
                     for partition, messages in polled.items():
                         for message in messages:
                             self._accept(_Record(partition, message.offset, message.key or b"", message.value))
@@ -189,7 +197,20 @@ class Processor:
         with self.bookkeeping:
             stuck, (self.consumer, self.rebalances) = self.consumer, fresh
             self.rewind.clear()  # the new member reads from the committed offsets
+            self.first_new.clear()
         stuck.close(autocommit=False, timeout_ms=1000)
+
+    def _measure_assigned(self) -> None:
+        """Note where each partition just assigned ended: the high watermark of its first fetch here (no request;
+        records fetched with it are below it, and every record this member fetched before is too)."""
+        for partition in list(self.unmeasured):
+            try:
+                end = self.consumer.highwater(partition)
+            except IllegalStateError:  # revoked meanwhile
+                end = None
+            if end is not None:
+                self.first_new[partition] = end
+                self.unmeasured.discard(partition)
 
     def _accept(self, record: _Record) -> None:
         progress = self.progress.setdefault(record.partition, _PartitionProgress())
@@ -204,7 +225,8 @@ class Processor:
         self.running_keys.add(record.key)
         revoked = self.revocations.setdefault(record.partition, threading.Event())
         where = "partition %d offset %d" % (record.partition.partition, record.offset)
-        future = self.pool.submit(self.work.process, record.value, where, _GiveUp(self.stop, revoked))
+        first_delivery = record.offset >= self.first_new.get(record.partition, float("inf"))
+        future = self.pool.submit(self.work.process, record.value, where, _GiveUp(self.stop, revoked), first_delivery)
         future.add_done_callback(lambda f, r=record: self.finished.put((r, f)))
 
     def _collect_finished(self, block_s: float) -> None:
@@ -355,6 +377,8 @@ class Processor:
         lost = set(partitions)
         for partition in lost:
             self.revocations.pop(partition, threading.Event()).set()  # copies still running give up
+            self.first_new.pop(partition, None)
+            self.unmeasured.discard(partition)
             progress = self.progress.pop(partition, None)
             first_not_done = progress.committable() if progress else None
             if first_not_done is not None:
@@ -376,6 +400,8 @@ class Processor:
             first_not_done = self.rewind.get(partition)
             if first_not_done is not None:
                 self.consumer.seek(partition, first_not_done)
+                # committed at the next commit: what was done before the revocation may be all there was to read
+                self.progress[partition] = _PartitionProgress(next_offset=first_not_done)
         self.rewind.clear()  # a partition that went to another member: its owner reads from the committed offset
 
     def _shutdown(self) -> None:
@@ -426,6 +452,7 @@ class _Rebalance(TimedRebalances):
     def on_partitions_assigned(self, assigned):
         with self.processor.bookkeeping:
             self.processor.rewind_kept(assigned)
+            self.processor.unmeasured.update(assigned)
             if (self.processor.paused or self.processor.work.hold.held) and assigned:
                 self.processor.consumer.pause(*assigned)  # fetch nothing from new partitions of a paused/held site
         super().on_partitions_assigned(assigned)

@@ -29,13 +29,14 @@ class Replicator:
         self.site = config.site(site)
         self.source, self.target = source, target
         self.hold = SiteHold(self.site.site, stop)  # set while the site is down (an outage, not a failure)
-        self.counts = {"completed": 0, "failed": 0, "skipped": 0, "bytes": 0}
+        self.counts = {"completed": 0, "failed": 0, "skipped": 0, "first_copies": 0, "bytes": 0}
         self.lock = threading.Lock()  # counts are added to by every copying thread
 
-    def process(self, value: bytes, where: str, give_up) -> StatusEntry | bool:
+    def process(self, value: bytes, where: str, give_up, first_delivery: bool = False) -> StatusEntry | bool:
         """The outcome to publish of one record; True when there is none (done), False when abandoned (Stopped).
 
-        `where` names the record in the log (partition and offset); `give_up` is set when the copy must stop."""
+        `where` names the record in the log (partition and offset); `give_up` is set when the copy must stop;
+        `first_delivery` says no processor can have handled the record before (a first copy's condition)."""
         try:
             entry = ReplicationEntry.from_kafka(value)
         except EntryError as exc:
@@ -45,7 +46,7 @@ class Replicator:
         if self.site.site not in entry.sites:
             return True
         try:
-            return self.replicate(entry, give_up)
+            return self.replicate(entry if first_delivery else entry.checked(), give_up)
         except Stopped:
             return False
 
@@ -56,8 +57,15 @@ class Replicator:
             log(LOG, logging.WARNING, "retrying", site=self.site.site, bucket=entry.bucket, key=entry.key,
                 version_id=entry.version_id, attempt=attempt, delay_s=round(delay, 2), error=describe(exc))
 
-        operation = ((lambda: self._delete_replica(entry)) if entry.deleted
-                     else (lambda: self.target.replicate(entry, self.source, give_up)))
+        tries = []  # the first as it came; a later one is checked: the write before it may have been done (lost reply)
+
+        def operation() -> ReplicaWritten | None:
+            current = entry.checked() if tries else entry
+            tries.append(current)
+            if current.deleted:
+                return self._delete_replica(current)
+            return self.target.replicate(current, self.source, give_up)
+
         try:  # the probe tells an outage of the site from an error of the version (crr_worker.outage)
             written = call_with_retries(operation, self.site.retry, give_up, on_retry=on_retry,
                                         hold=self.hold, probe=lambda: self.target.probe(entry))
@@ -71,6 +79,8 @@ class Replicator:
         if written is None:
             return True
         self._count("skipped" if written.skipped else "completed", written.bytes_copied)
+        if tries[-1].first_copy:
+            self._count("first_copies")
         return StatusEntry(entry, self.site.site, COMPLETED, target_version_id=written.target_version_id)
 
     def _delete_replica(self, entry: ReplicationEntry) -> ReplicaWritten | None:

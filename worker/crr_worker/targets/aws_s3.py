@@ -79,7 +79,12 @@ class AwsS3Target:
             if updated is not None:
                 return updated
         if entry.size < self.settings.mpu_threshold:
+            if entry.first_copy:  # nothing to look for on the site (crr_worker.first_copies)
+                opened = source.open_version(entry.bucket, entry.key, entry.version_id)
+                return self._put_opened(bucket, entry, source, opened, stop)
             return self._put_single(bucket, entry, source, stop)
+        if entry.first_copy:
+            return self._put_multipart(bucket, entry, source, stop)
         existing, before = self._check(bucket, self.key(entry), entry.version_id)
         if existing is not None:
             return self._skipped(bucket, entry, source, existing)
@@ -233,13 +238,23 @@ class AwsS3Target:
         if existing is not None:
             opened.body.close()
             return self._skipped(bucket, entry, source, existing)
-        tags = _tags(source, entry, opened)
+        written = self._put_opened(bucket, entry, source, opened, stop)
+        self._keep_latest(bucket, entry, source, before)
+        return written
+
+    def _put_opened(self, bucket: str, entry: ReplicationEntry, source: Source, opened,
+                    stop: threading.Event) -> ReplicaWritten:
+        """One PUT of the opened source version."""
+        try:
+            tags = _tags(source, entry, opened)
+        except BaseException:
+            opened.body.close()
+            raise
         with self._spool(opened.body, opened.size, stop) as (spool, md5):
             reply = self.s3.put_object(
                 Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=base64_md5(md5),
                 **self._write_arguments(entry, opened, tags),
             )
-        self._keep_latest(bucket, entry, source, before)
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
 
     def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
