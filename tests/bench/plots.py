@@ -17,8 +17,10 @@ import sys
 SIDES = {"copy_loop": "copy loop", "checked_copy_loop": "checked copy loop", "rclone": "rclone", "worker": "worker"}
 SCALEOUT_SIDES = {"processors_1": "1 processor", "processors_2": "2 processors"}
 COMPARED = {"small": "small", "big": "big", "remote": "remote"}
-PROCESS_ORDER = ("moto-source", "moto-target", "client", "rclone", "processor", "processor-2", "status-processor",
-                 "populator", "broker", "proxy-source", "proxy-target")
+COLOURS = {"moto-source": "#1f77b4", "moto-target": "#aec7e8", "client": "#ff7f0e", "rclone": "#17becf",
+           "processor": "#2ca02c", "processor-2": "#98df8a", "status-processor": "#d62728", "populator": "#e377c2",
+           "broker": "#9467bd", "proxy-source": "#c7c7c7", "proxy-target": "#7f7f7f"}
+PROCESS_ORDER = tuple(COLOURS)
 
 # The goals: (what, phase, measured figure of the phase's JSON, comparison, threshold, unit).
 GOALS = (
@@ -105,7 +107,8 @@ def plot_cpu(pyplot, results: dict):
         return None
     figure, axes = pyplot.subplots(1, len(phases), figsize=(4.2 * len(phases), 4.5), squeeze=False)
     processes = _processes(results, phases)
-    colours = dict(zip(processes, pyplot.get_cmap("tab20").colors))
+    spare = iter(pyplot.get_cmap("Set2").colors)
+    colours = {process: COLOURS.get(process) or next(spare) for process in processes}
     for axis, phase in zip(axes[0], phases):
         sides = sides_of(results, phase)
         bottom = [0.0] * len(sides)
