@@ -77,7 +77,7 @@ def _phase_title(results: dict, phase: str) -> str:
     size = "%d KiB" % (figures["object_bytes"] // 1024) if figures["object_bytes"] < 2 ** 20 else \
         "%d MiB" % (figures["object_bytes"] // 2 ** 20)
     delay = ", %g ms per response" % figures["rtt_ms"] if "rtt_ms" in figures else ""
-    return "%s: %d × %s%s" % (phase, figures["objects"], size, delay)
+    return "%s: %s × %s%s" % (phase, "{:,}".format(figures["objects"]), size, delay)
 
 
 def plot_throughput(pyplot, results: dict):
@@ -213,8 +213,8 @@ def _others_table(results: dict) -> str:
     rows = ["| Measure | Value |", "|---|---|"]
     if "latency" in results:
         lat = results["latency"]
-        rows.append("| Latency PUT → COMPLETED, %d PUTs of 4 KiB at %.1f/s (asked %g/s) | p50 %.2f s, p90 %.2f s, "
-                    "**p99 %.2f s**, max %.2f s |" % (lat["objects"], lat["achieved_rate_per_s"],
+        rows.append("| Latency PUT → COMPLETED, %s PUTs of 4 KiB at %.1f/s (asked %g/s) | p50 %.2f s, p90 %.2f s, "
+                    "**p99 %.2f s**, max %.2f s |" % ("{:,}".format(lat["objects"]), lat["achieved_rate_per_s"],
                                                      lat["target_rate_per_s"], lat["p50_s"], lat["p90_s"],
                                                      lat["p99_s"], lat["max_s"]))
     if "rss" in results:
@@ -223,9 +223,9 @@ def _others_table(results: dict) -> str:
             rss["object_mib"], rss["copy_s"], rss["processor_vmhwm_mib"]))
     if "scaleout" in results:
         out = results["scaleout"]
-        rows.append("| Scale-out, %d × 4 KiB, %g ms per response, concurrency %d each, %d partitions | 1 processor "
+        rows.append("| Scale-out, %s × 4 KiB, %g ms per response, concurrency %d each, %d partitions | 1 processor "
                     "%.0f obj/s, 2 processors %.0f obj/s: **%.2f×** |" % (
-                        out["objects"], out["rtt_ms"], out["concurrency"], out["partitions"],
+                        "{:,}".format(out["objects"]), out["rtt_ms"], out["concurrency"], out["partitions"],
                         out["processors_1"]["objects_per_s"], out["processors_2"]["objects_per_s"], out["ratio"]))
     return "\n".join(rows) if len(rows) > 2 else ""
 
@@ -238,7 +238,8 @@ def _goals_table(results: dict) -> str:
             rows.append("| %d | %s | not measured | — |" % (number, what))
             continue
         met = value >= threshold if comparison == ">=" else value < threshold
-        rows.append("| %d | %s | %.2f%s | %s |" % (number, what, value, unit, "yes" if met else "**no**"))
+        figure = ("%.0f" if unit == " MiB" else "%.2f") % value
+        rows.append("| %d | %s | %s%s | %s |" % (number, what, figure, unit, "yes" if met else "**no**"))
     return "\n".join(rows)
 
 
