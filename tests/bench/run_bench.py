@@ -75,9 +75,9 @@ class Sizes:
     scaleout_count: int
 
 
-FULL = Sizes(small_count=2000, big_count=20, big_size=64 * MIB, rate_per_s=20, latency_s=60, rss_size=1024 * MIB,
+FULL = Sizes(small_count=2000, big_count=20, big_size=64 * MIB, rate_per_s=50, latency_s=60, rss_size=1024 * MIB,
              scaleout_count=1000)
-QUICK = Sizes(small_count=200, big_count=2, big_size=64 * MIB, rate_per_s=20, latency_s=10, rss_size=64 * MIB,
+QUICK = Sizes(small_count=200, big_count=2, big_size=64 * MIB, rate_per_s=50, latency_s=10, rss_size=64 * MIB,
               scaleout_count=80)
 
 
