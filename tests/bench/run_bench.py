@@ -64,6 +64,9 @@ DEFAULT_PHASES = "small,big,latency,rss,remote,scaleout"
 RCLONE_HINT = "rclone is not installed: `apt-get install -y rclone` as root (Debian), or https://rclone.org/install/"
 
 
+PACED_PUTTERS = 4  # threads of the latency phase's PUTs
+
+
 @dataclass(frozen=True)
 class Sizes:
     small_count: int
@@ -516,16 +519,7 @@ def latency(setup: Setup) -> dict:
     time.sleep(3)  # the populator's first (empty) scan
     count = int(sizes.rate_per_s * sizes.latency_s)
     say("latency: %d PUTs at %g/s" % (count, sizes.rate_per_s))
-    put_at: dict[str, float] = {}
-    body = os.urandom(4 * KIB)
-    start = time.monotonic()
-    for index in range(count):
-        delay = start + index / sizes.rate_per_s - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        version = pair.source.put_object(Bucket=pair.source_bucket, Key="lat/%05d" % index, Body=body)["VersionId"]
-        put_at[version] = time.time()
-    achieved = count / (time.monotonic() - start)
+    put_at, achieved = paced_puts(pair, count, sizes.rate_per_s)
     ledger = LedgerTail(pair)
     try:
         done = ledger.wait_completed(count, 300, "%d notified versions COMPLETED" % count)
@@ -539,6 +533,26 @@ def latency(setup: Setup) -> dict:
               "mean_s": round(statistics.mean(samples), 3)}
     say("latency: %s" % json.dumps(result))
     return dict(result, samples_s=[round(sample, 4) for sample in samples])
+
+
+def paced_puts(pair, count: int, rate_per_s: float) -> tuple[dict[str, float], float]:
+    """PUT `count` 4 KiB objects, the n-th not before n / rate_per_s, from PACED_PUTTERS threads (one PUT with
+    notifications takes moto longer than 1/50 s); returns version id -> when its PUT returned, and the rate
+    reached."""
+    put_at: dict[str, float] = {}
+    body = os.urandom(4 * KIB)
+    start = time.monotonic()
+
+    def put(index: int) -> None:
+        delay = start + index / rate_per_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        version = pair.source.put_object(Bucket=pair.source_bucket, Key="lat/%05d" % index, Body=body)["VersionId"]
+        put_at[version] = time.time()
+
+    with ThreadPoolExecutor(PACED_PUTTERS) as pool:
+        list(pool.map(put, range(count)))
+    return put_at, count / (time.monotonic() - start)
 
 
 def peak_rss(setup: Setup) -> dict:
