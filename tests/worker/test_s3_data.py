@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import gzip
 import hashlib
 import io
 import json
@@ -166,6 +167,15 @@ def test_every_kind_of_key_is_written_read_and_headed_with_its_version_and_metad
         assert got["TagCount"] == 2 and head["VersionId"] == written["VersionId"]
         tags = moto.s3.get_object_tagging(Bucket="data", Key=key, VersionId=written["VersionId"])["TagSet"]
         assert sorted((t["Key"], t["Value"]) for t in tags) == [("b", "c d"), ("team", "a")]
+
+
+@pytest.mark.integration
+def test_a_gzip_encoded_body_is_read_as_stored_not_decompressed(moto):
+    stored = gzip.compress(b"hello " * 1000)
+    version = _put(moto.data, "zipped", stored, ContentEncoding="gzip", ContentType="text/plain")["VersionId"]
+    got = moto.data.get_object("data", "zipped", version)
+    with got["Body"] as body:
+        assert body.read() == stored and got["ContentEncoding"] == "gzip" and got["ContentLength"] == len(stored)
 
 
 @pytest.mark.integration

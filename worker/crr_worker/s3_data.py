@@ -26,12 +26,15 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from botocore.httpsession import get_cert_path
 from botocore.utils import parse_timestamp
 
+from crr_worker import __version__
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # GET and HEAD: what botocore signs for an empty body
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # PUT over https with Content-MD5, as botocore does
 CONNECT_TIMEOUT_S = 5
 ERROR_BODY_MAX = 64 * 1024
 SEND_BLOCK = 64 * 1024
 META_PREFIX = "x-amz-meta-"
+USER_AGENT = "crr-worker/%s (lean s3)" % __version__
 # reply header -> botocore field, for the headers a replica carries (PutObject takes the same names)
 CARRIED = (("content-type", "ContentType"), ("cache-control", "CacheControl"),
            ("content-disposition", "ContentDisposition"), ("content-encoding", "ContentEncoding"),
@@ -238,8 +241,10 @@ class S3Data:
         query = canonical_query(params)
         signed = self.signer.sign(method, self.host, path, query, headers, payload)
         url = path + "?" + query if query else path
+        signed["User-Agent"] = USER_AGENT
+        # decode_content=False: a body stored gzip-encoded is copied as stored, not decompressed on the way
         response = self.pool.urlopen(method, url, body=body, headers=signed, redirect=False, retries=False,
-                                     preload_content=False, assert_same_host=False)
+                                     preload_content=False, decode_content=False, assert_same_host=False)
         if 200 <= response.status < 300:
             if not stream:
                 response.drain_conn()
