@@ -299,3 +299,39 @@ def test_https_endpoints_verify_certificates_and_sign_puts_unsigned():
 def test_without_an_endpoint_the_region_s_aws_endpoint_is_used():
     data = make_data_client(None, "eu-west-3", {"aws_access_key_id": "a", "aws_secret_access_key": "b"}, 1, 1)
     assert data.https and data.host == "s3.eu-west-3.amazonaws.com"
+
+
+class _RecordingServer(_SilentServer):
+    """Answers every request 200 with no body, keeping each request's first line."""
+
+    def __init__(self):
+        self.lines = []
+        super().__init__()
+
+    def _accept(self):
+        try:
+            while True:
+                connection = self.socket.accept()[0]
+                self.accepted.append(connection)
+                request = connection.recv(65536).decode("latin-1")
+                self.lines.append(request.split("\r\n", 1)[0])
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                connection.close()
+        except OSError:
+            pass
+
+
+def test_an_http_proxy_of_the_environment_is_used_as_botocore_uses_it(monkeypatch):
+    proxy = _RecordingServer()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "direct.example")
+        data = make_data_client("http://s3.example:9000", "us-east-1",
+                                {"aws_access_key_id": "a", "aws_secret_access_key": "b"}, 1, 5)
+        data.head_object("b", "a key", "v1")
+        assert proxy.lines == ["HEAD http://s3.example:9000/b/a%20key?versionId=v1 HTTP/1.1"]
+        direct = make_data_client("http://direct.example:9000", "us-east-1",
+                                  {"aws_access_key_id": "a", "aws_secret_access_key": "b"}, 1, 5)
+        assert direct.origin == "" and direct.pool.proxy is None and data.pool.proxy is not None
+    finally:
+        proxy.close()

@@ -23,8 +23,8 @@ import botocore.session
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError
-from botocore.httpsession import get_cert_path
-from botocore.utils import parse_timestamp
+from botocore.httpsession import ProxyConfiguration, get_cert_path
+from botocore.utils import get_environ_proxies, parse_timestamp
 
 from crr_worker import __version__
 
@@ -186,7 +186,7 @@ class S3Data:
     """GetObject, HeadObject and PutObject on one endpoint, over a pool of `pool` connections."""
 
     def __init__(self, endpoint_url: str, region: str, credentials, pool: int, read_timeout: float,
-                 ca_bundle: str | None = None):
+                 ca_bundle: str | None = None, proxy: str | None = None):
         url = urllib3.util.parse_url(endpoint_url)
         self.https = url.scheme == "https"
         self.prefix = (url.path or "").rstrip("/")
@@ -196,10 +196,10 @@ class S3Data:
         options = dict(maxsize=pool, block=False, retries=False, blocksize=SEND_BLOCK,
                        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout))
         if self.https:
-            self.pool = urllib3.HTTPSConnectionPool(url.host, url.port or 443, cert_reqs="CERT_REQUIRED",
-                                                    ca_certs=ca_bundle or get_cert_path(True), **options)
-        else:
-            self.pool = urllib3.HTTPConnectionPool(url.host, url.port or 80, **options)
+            options.update(cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle or get_cert_path(True))
+        # through an http proxy, a plain-http request names the whole URL; https goes through a tunnel
+        self.origin = "%s://%s" % (url.scheme, self.host) if proxy and not self.https else ""
+        self.pool = _pool(url, proxy, options)
 
     def get_object(self, bucket: str, key: str, version_id: str | None = None,
                    byte_range: tuple[int, int] | None = None, part_number: int | None = None) -> dict:
@@ -240,7 +240,7 @@ class S3Data:
         path = object_path(self.prefix, bucket, key)
         query = canonical_query(params)
         signed = self.signer.sign(method, self.host, path, query, headers, payload)
-        url = path + "?" + query if query else path
+        url = self.origin + path + ("?" + query if query else "")
         signed["User-Agent"] = USER_AGENT
         # decode_content=False: a body stored gzip-encoded is copied as stored, not decompressed on the way
         response = self.pool.urlopen(method, url, body=body, headers=signed, redirect=False, retries=False,
@@ -258,10 +258,21 @@ class S3Data:
         raise client_error(response.status, response.headers, content, operation)
 
 
+def _pool(url, proxy: str | None, options: dict):
+    """The connection pool to the endpoint: direct, or through `proxy` as botocore would go."""
+    if proxy:
+        headers = ProxyConfiguration().proxy_headers_for(proxy)
+        return urllib3.ProxyManager(proxy, num_pools=1, proxy_headers=headers, **options).connection_from_url(
+            url.url)
+    if url.scheme == "https":
+        return urllib3.HTTPSConnectionPool(url.host, url.port or 443, **options)
+    return urllib3.HTTPConnectionPool(url.host, url.port or 80, **options)
+
+
 def make_data_client(endpoint: str | None, region: str, keys: dict, pool: int, read_timeout: float) -> S3Data:
     """An S3Data from what crr_worker.aws.make_client takes: the same credentials (keys, else botocore's default
     chain), the same endpoint (botocore's for the region when none is set) and CA bundle (AWS_CA_BUNDLE, the
-    config file's ca_bundle, else botocore's default)."""
+    config file's ca_bundle, else botocore's default) and proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY)."""
     session = botocore.session.Session()
     session.set_config_variable("region", region)
     if keys:
@@ -271,5 +282,6 @@ def make_data_client(endpoint: str | None, region: str, keys: dict, pool: int, r
         probe = session.create_client("s3", region_name=region, config=Config(s3={"addressing_style": "path"}))
         endpoint = probe.meta.endpoint_url
         probe.close()
+    proxy = ProxyConfiguration(get_environ_proxies(endpoint)).proxy_url_for(endpoint)
     return S3Data(endpoint, region, session.get_credentials(), pool, read_timeout,
-                  session.get_config_variable("ca_bundle"))
+                  session.get_config_variable("ca_bundle"), proxy)
