@@ -1,4 +1,5 @@
-"""CPU per S3 request on the sandbox's moto servers and in a boto3 client, request kind by kind.
+"""CPU per S3 request on the sandbox's moto servers and in a boto3 client, request kind by kind; the data path's
+three requests also by the worker's lean client (crr_worker.s3_data).
 
 Why the throughput goal has a ceiling on the sandbox: server and client share the same 2 cores, so what a copy
 costs is the sum of what its requests cost. Starts a sandbox of its own; asserts nothing.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import os
 import sys
 import tempfile
@@ -24,6 +26,7 @@ sys.path.insert(0, str(REPO / "worker"))
 
 from botocore.exceptions import ClientError  # noqa: E402
 from crr_worker.aws import make_client  # noqa: E402
+from crr_worker.s3_data import make_data_client  # noqa: E402
 
 from sandbox import lifecycle  # noqa: E402
 from tests.bench.run_bench import CONCURRENCY, _cpu_seconds  # noqa: E402
@@ -84,6 +87,34 @@ def run(source, target, keys: list[str]) -> None:
                                      Metadata={"scal-replication-status": "REPLICA",
                                                "scal-version-id": versions[k]}), keys)
     measure("HEAD, key there (check)", target_pid, lambda k: dst.head_object(Bucket="costs", Key=k), keys)
+    run_lean(source, target, keys, versions, body, md5)
+
+
+def run_lean(source, target, keys: list[str], versions: dict[str, str], body: bytes, md5: str) -> None:
+    """The data path's GET, HEAD and PUT by the lean client, on the objects run() wrote."""
+    src = make_data_client(source.url, source.region, KEYS, CONCURRENCY, 30)
+    dst = make_data_client(target.url, target.region, KEYS, CONCURRENCY, 30)
+    sha256 = hashlib.sha256(body).hexdigest()
+    metadata = {"scal-replication-status": "REPLICA"}
+
+    def get(key: str) -> None:
+        with src.get_object("costs", key, versions[key])["Body"] as stream:
+            stream.read()
+
+    def head_missing(key: str) -> None:
+        try:
+            dst.head_object("costs", key + "-missing")
+        except ClientError:
+            pass
+
+    def put(key: str) -> None:
+        dst.put_object("costs", key, io.BytesIO(body), len(body), md5, sha256,
+                       Metadata=dict(metadata, **{"scal-version-id": versions[key]}))
+
+    measure("lean GET VersionId (worker)", source.process.pid, get, keys)
+    measure("lean HEAD, no such key (check)", target.process.pid, head_missing, keys)
+    measure("lean PUT with MD5 and metadata", target.process.pid, put, keys)
+    measure("lean HEAD, key there (check)", target.process.pid, lambda k: dst.head_object("costs", k), keys)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from crr_worker.aws import load_keys, make_client
 from crr_worker.config import SourceConfig
 from crr_worker.logs import log
 from crr_worker.rules import BucketReplication, parse_replication
+from crr_worker.s3_data import make_data_client
 from crr_worker.sources.base import Change, ChangeBatch, SourceObject, VersionInfo
 
 LOG = logging.getLogger("crr_worker.sources.s3")
@@ -42,6 +43,7 @@ class S3Source:
         keys = load_keys(config.credentials, "extensions.replication.source.credentials")
         self.s3 = make_client("s3", config.endpoint, config.region, keys, pool, config.read_timeout_s)
         keep_listing_order(self.s3)
+        self.data = make_data_client(config.endpoint, config.region, keys, pool, config.read_timeout_s)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
         if config.notification_queue_url:
@@ -151,10 +153,8 @@ class S3Source:
 
     def open_version(self, bucket: str, key: str, version_id: str, byte_range: tuple[int, int] | None = None,
                      part_number: int | None = None) -> SourceObject:
-        extra = {"Range": "bytes=%d-%d" % byte_range} if byte_range else {}
-        if part_number:
-            extra["PartNumber"] = part_number
-        reply = self.s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, **extra)
+        """One GET by the lean client (crr_worker.s3_data): the version's copy makes one per version."""
+        reply = self.data.get_object(bucket, key, version_id, byte_range, part_number)
         headers = {name: reply[name] for name in CARRIED_HEADERS if reply.get(name)}
         return SourceObject(
             body=reply["Body"],
@@ -176,6 +176,7 @@ class S3Source:
     def close(self) -> None:
         if self.list_pool is not None:
             self.list_pool.shutdown(wait=False, cancel_futures=True)
+        self.data.close()
 
 
 def parse_notification(body: str) -> list[Change]:

@@ -1,9 +1,10 @@
 """The `aws_s3` target: any S3 API. Replicas carry REPLICA + the source version id, and are written once.
 
 Memory stays bounded whatever the object size: bodies go through a spool that keeps at most
-`spoolMemoryBytes` in memory (the rest on disk) because S3 over plain HTTP needs a signed, hence
-re-readable, payload; objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a bounded
-number of parts at a time.
+`spoolMemoryBytes` in memory (the rest on disk) because a PUT needs the body's MD5 (and over plain HTTP its
+SHA-256, signed) before it is sent; objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a
+bounded number of parts at a time. The HEAD and PUT of a single copy go by the lean client (crr_worker.s3_data),
+the rest by boto3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
 from crr_worker.retry import RetryableError, Stopped
+from crr_worker.s3_data import make_data_client
 from crr_worker.sources.base import Source, VersionInfo
 from crr_worker.targets.aws_s3_deletes import delete_replicas
 from crr_worker.targets.aws_s3_order import (
@@ -49,6 +51,7 @@ class AwsS3Target:
         keys = load_keys(site.credentials, "site %s credentials" % site.site)
         pool = settings.concurrency + settings.part_concurrency + 2
         self.s3 = make_client("s3", site.endpoint, site.region, keys, pool, site.read_timeout_s)
+        self.data = make_data_client(site.endpoint, site.region, keys, pool, site.read_timeout_s)  # HEAD, PUT
         self.parts = ThreadPoolExecutor(settings.part_concurrency, thread_name_prefix="parts-%s" % site.site)
         self.checks = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="check-%s" % site.site)
         self.bandwidth = site_bandwidth(site.bandwidth_limit)  # shared by every copy of this processor
@@ -56,6 +59,7 @@ class AwsS3Target:
     def close(self) -> None:
         self.checks.shutdown(wait=True, cancel_futures=True)
         self.parts.shutdown(wait=True, cancel_futures=True)
+        self.data.close()
 
     def destination(self, entry: ReplicationEntry) -> str:
         return destination_bucket(self.site, entry)
@@ -107,7 +111,7 @@ class AwsS3Target:
         The latest version answers in one HEAD in the usual cases (new key, redelivered last write); older
         versions are looked at only when the latest is another version, newest first, at most 1,000.
         """
-        latest = head_latest(self.s3, bucket, key)
+        latest = head_latest(self.data, bucket, key)
         if latest.source_version_id == source_version_id and not latest.is_marker:
             return latest.version_id, latest
         if latest.version_id is None:  # no version, or an unversioned bucket
@@ -147,7 +151,7 @@ class AwsS3Target:
         marker is written and the newer replica put back on top of it.
         """
         key = self.key(entry)
-        before = head_latest(self.s3, bucket, key)
+        before = head_latest(self.data, bucket, key)
         if before.is_marker and before.version_id:
             if entry.replay_count:  # a late marker whose restore may not have happened
                 restore_newest(self.s3, bucket, key, newer_versions(source, entry))
@@ -169,7 +173,7 @@ class AwsS3Target:
         reply = self.s3.delete_object(Bucket=bucket, Key=key)
         if reply.get("DeleteMarker") and reply.get("VersionId"):
             return reply["VersionId"]
-        latest = head_latest(self.s3, bucket, key)
+        latest = head_latest(self.data, bucket, key)
         if latest.is_marker and latest.version_id:
             return latest.version_id
         if not before.exists and not latest.exists and not self._any_version(bucket, key):
@@ -244,17 +248,17 @@ class AwsS3Target:
 
     def _put_opened(self, bucket: str, entry: ReplicationEntry, source: Source, opened,
                     stop: threading.Event) -> ReplicaWritten:
-        """One PUT of the opened source version."""
+        """One PUT of the opened source version, by the lean client (over plain http its body's SHA-256 is signed,
+        computed by the spool)."""
         try:
             tags = _tags(source, entry, opened)
         except BaseException:
             opened.body.close()
             raise
-        with self._spool(opened.body, opened.size, stop) as (spool, md5):
-            reply = self.s3.put_object(
-                Bucket=bucket, Key=self.key(entry), Body=spool, ContentLength=opened.size, ContentMD5=base64_md5(md5),
-                **self._write_arguments(entry, opened, tags),
-            )
+        spooled = self._spool(opened.body, opened.size, stop, sha256=not self.data.https)
+        with spooled as (spool, md5):
+            reply = self.data.put_object(bucket, self.key(entry), spool, opened.size, base64_md5(md5),
+                                         spooled.sha256_hex, **self._write_arguments(entry, opened, tags))
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
 
     def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
@@ -331,8 +335,8 @@ class AwsS3Target:
             log(LOG, logging.WARNING, "could not abort multipart upload", bucket=bucket, key=key,
                 upload_id=upload_id, error=str(exc))
 
-    def _spool(self, body, expected: int, stop) -> Spool:
-        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth)
+    def _spool(self, body, expected: int, stop, sha256: bool = False) -> Spool:
+        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth, sha256)
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:

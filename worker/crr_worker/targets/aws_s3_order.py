@@ -40,10 +40,10 @@ class TargetLatest:
     head: dict | None = None  # the HEAD reply of a replica
 
 
-def head_latest(s3, bucket: str, key: str) -> TargetLatest:
-    """The key's latest version, by one HEAD."""
+def head_latest(data, bucket: str, key: str) -> TargetLatest:
+    """The key's latest version, by one HEAD of the lean client (crr_worker.s3_data.S3Data)."""
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        head = data.head_object(bucket, key)
     except ClientError as exc:
         headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
