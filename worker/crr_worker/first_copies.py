@@ -10,8 +10,8 @@ checkpoint and the first scan finds those versions unknown. So before each chunk
 populator writes their digests to the first-copies topic (one record, acknowledged), and the next active populator
 (the same one restarted, or a standby taking over) reads the last record back and publishes those versions as
 ordinary entries. The processor side keeps the check where its own history calls for it (crr_worker.processor):
-records that may have been handled before (below the partition's end when it was assigned) and tries after the
-first.
+records that may have been handled before (below the partition's high watermark at its first fetch since it was
+assigned) and tries after the first.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def last_announced(config: WorkerConfig) -> set[bytes]:
                     value = messages[-1].value or b""
                     return {value[n:n + DIGEST_BYTES] for n in range(0, len(value), DIGEST_BYTES)}
             if consumer.position(partition) >= end:
-                return set()  # the last record was compacted away: nothing was announced since
+                return set()  # no record at the last offset (a gap left by compaction): nothing to read back
         raise RuntimeError("topic %s not read within %.0f s" % (first_copies_topic(config), READ_TIMEOUT_S))
     finally:
         consumer.close(autocommit=False)
