@@ -12,6 +12,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from crr_worker.config import WorkerConfig
+from crr_worker.kafka_crc import use_c_crc32c
 from crr_worker.logs import log
 
 COMPACTED = {"cleanup.policy": "compact"}
@@ -24,6 +25,8 @@ FIRST_COPIES_SUFFIX = "-first-copies"
 FIRST_COPIES_CONFIG = dict(COMPACTED, **{"segment.ms": "600000"})
 FETCH_MIN_BYTES = 64 * 1024
 T = TypeVar("T")
+# Every process that talks to Kafka imports this module first: its record batches get the C CRC-32C from here on.
+CRC32C = use_c_crc32c()
 
 
 def control_topic(config: WorkerConfig) -> str:
