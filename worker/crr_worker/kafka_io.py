@@ -107,7 +107,7 @@ def make_consumer(config: WorkerConfig, group_id: str | None, **options) -> Kafk
     A fetch waits for FETCH_MIN_BYTES of records, up to `fetch_max_wait_ms` (kafka-python's default: 500 ms,
     which the processor lowers to 100). With kafka-python's default minimum (answer as soon as one byte is
     there) a busy topic is read a few records per round trip, and those round trips were most of the broker's
-    CPU in the benchmark (docs/performance.md). Idle, a consumer asks once per wait, as before.
+    CPU in the benchmark (docs/performance-history.md). Idle, a consumer asks once per wait, as before.
     """
     return KafkaConsumer(
         bootstrap_servers=list(config.kafka.hosts),
