@@ -293,6 +293,9 @@ class _GroupMember:
     def subscribe(self, topics, listener):
         self.listener = listener
 
+    def topics(self):
+        return {"crr-populator"}
+
     def poll(self, timeout_ms):
         if not self.joining:
             self.joining = True
@@ -365,6 +368,9 @@ class _SiteGroupMember(_GroupMember):
 
     def resume(self, *partitions):
         pass
+
+    def highwater(self, partition):
+        return None  # nothing fetched yet
 
 
 def test_a_processor_stuck_joining_its_group_joins_again_as_a_new_member_and_gets_partitions(monkeypatch, caplog):

@@ -167,10 +167,17 @@ def wait_for_partitions(consumer: KafkaConsumer, topic: str, stop, timeout_s: fl
 
 def subscribed(consumer: KafkaConsumer, topic: str, listener: ConsumerRebalanceListener, stop) -> KafkaConsumer:
     """`consumer` subscribed to `topic` with `listener` once the topic's partitions are known (it joins its group at
-    its first poll); closed when that fails."""
+    its first poll); closed when that fails.
+
+    The metadata refresh after subscribe() makes kafka-python note the topic's partitions before the first join.
+    Without it the first assignment is made on an empty snapshot, the next refresh makes the member join again,
+    and kafka-python 3.0.12 loses that second join when a poll times out between SyncGroup and its reply: no
+    assignment, heartbeats off, the member dropped by the group and its owner stuck until rejoin_when_stuck
+    (reproduced in about one start in five on a 2-core machine)."""
     try:
         wait_for_partitions(consumer, topic, stop)
         consumer.subscribe([topic], listener=listener)
+        consumer.topics()  # a metadata update: the coordinator's snapshot of the subscription's partitions
     except BaseException:
         consumer.close(autocommit=False)
         raise
