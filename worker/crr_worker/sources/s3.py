@@ -25,7 +25,10 @@ LOG = logging.getLogger("crr_worker.sources.s3")
 CARRIED_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                    "Expires")
 SQS_MAX_BATCH = 10
-SQS_MAX_RECEIVES = 5  # messages handled together: up to 5 receives of 10, the later ones without waiting
+# Messages handled together: up to 20 receives of 10, the later ones without waiting. A bigger batch under a
+# backlog costs fewer listings per message: at 5 receives, moto's queue grew until every call slowed down
+# (docs/performance.md, latency).
+SQS_MAX_RECEIVES = 20
 LIST_PAGE = 1000
 LIST_POOL = 8  # per-key listings of one batch run at most this many at once
 SHARED_LISTING_TRIES = 4  # shared listings (common prefix, one page) per batch before listing key by key
@@ -67,7 +70,8 @@ class S3Source:
         """SQS messages turned into changes; checkpoint() deletes them from the queue.
 
         The first receive waits up to `wait_s`; while receives come back full, up to SQS_MAX_RECEIVES are taken
-        without waiting, so that a backlog is handled in batches of up to 50 messages (one Kafka flush each).
+        without waiting, so that a backlog is handled in batches of up to 200 messages (one listing and one Kafka
+        flush each).
         """
         if self.sqs is None or stop.is_set():
             stop.wait(wait_s)
