@@ -10,7 +10,6 @@ Usage: .venv/bin/python tests/bench/start_timeline.py [--runs 3]
 from __future__ import annotations
 
 import argparse
-import calendar
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from sandbox import lifecycle  # noqa: E402
 from tests.bench.run_bench import KIB, LedgerTail, seed, wait_joined  # noqa: E402
-from tests.worker.harness import log_records, make_pair, start_pipeline  # noqa: E402
+from tests.worker.harness import log_records, logged_at, make_pair, start_pipeline, wait_for  # noqa: E402
 
 OBJECTS = 2000
 
@@ -56,20 +55,14 @@ def timeline(state, directory: Path) -> list[tuple[float, str]]:
         populator = pair.workers.start("populator")
         done = ledger.wait_completed(1, 120, "the first version COMPLETED")
         first = min(status.updated_at for status in done) / 1000.0
-        scanned = lambda: [r for r in log_records(populator) if r.get("message") == "scan done"]  # noqa: E731
-        while not scanned():
-            time.sleep(0.2)
+        wait_for(lambda: any(r.get("message") == "scan done" for r in log_records(populator)), 120, 0.2,
+                 "the populator's scan")
     finally:
         ledger.close()
         pair.workers.stop_all()
-    events = [(_epoch(record["time"]) - started, record["message"]) for record in log_records(populator)
+    events = [(logged_at(record) - started, record["message"]) for record in log_records(populator)
               if record.get("message") != "populator stopped"]
     return sorted(events + [(first - started, "first version COMPLETED (ledger)")])
-
-
-def _epoch(stamp: str) -> float:
-    """A log record's time (2026-12-03T15:13:22.123Z) in seconds since the epoch."""
-    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + int(stamp[20:23]) / 1000.0
 
 
 if __name__ == "__main__":

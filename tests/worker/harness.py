@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import boto3
 import pytest
@@ -93,6 +94,11 @@ def log_records(proc) -> list[dict]:
     """The JSON log lines a crr-worker process wrote so far."""
     with open(proc.log_path) as log:
         return [json.loads(line) for line in log if line.startswith("{")]
+
+
+def logged_at(record: dict) -> float:
+    """When a log record was written (its `time`, 2026-12-03T15:13:22.123Z), in seconds since the epoch."""
+    return datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
 
 
 @dataclass

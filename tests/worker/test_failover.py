@@ -4,12 +4,11 @@ and the versions on them are replicated."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import pytest
 from kafka.partitioner.default import murmur2
 
-from tests.worker.harness import SITE, log_records, start_pipeline, wait_for
+from tests.worker.harness import SITE, log_records, logged_at, start_pipeline, wait_for
 
 pytestmark = pytest.mark.integration
 # Between the processors' session timeout (10 s: the broker's notice of a dead member) and kafka-python's default
@@ -20,11 +19,7 @@ MOVED_WITHIN_S = 30
 def assigned(proc) -> list[tuple[float, list[int]]]:
     """(time, partitions) of each 'partitions assigned' line the processor logged."""
     lines = [r for r in log_records(proc) if r.get("message") == "partitions assigned"]
-    return [(_epoch(r["time"]), r["partitions"]) for r in lines]
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return [(logged_at(r), r["partitions"]) for r in lines]
 
 
 def keys_on(pair, partitions: list[int], count: int, prefix: str) -> list[str]:

@@ -70,8 +70,8 @@ class S3Source:
         """SQS messages turned into changes; checkpoint() deletes them from the queue.
 
         The first receive waits up to `wait_s`; while receives come back full, up to SQS_MAX_RECEIVES are taken
-        without waiting, so that a backlog is handled in batches of up to 200 messages (one listing and one Kafka
-        flush each).
+        without waiting, so that a backlog is handled in batches of up to 200 messages (their keys listed
+        together where one page holds them, one Kafka flush).
         """
         if self.sqs is None or stop.is_set():
             stop.wait(wait_s)
