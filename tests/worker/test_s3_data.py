@@ -26,12 +26,14 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from crr_worker.retry import is_retryable, is_site_error
 from crr_worker.s3_data import (
+    UNSIGNED_PAYLOAD,
     S3Data,
     Signer,
     canonical_query,
     client_error,
     make_data_client,
     object_path,
+    put_headers,
 )
 
 from sandbox.processes import free_port, spawn, wait_until
@@ -283,13 +285,26 @@ class _SilentServer:
             connection.close()
 
 
-def test_a_put_over_plain_http_without_the_body_hash_is_refused_before_sending():
-    data = S3Data("http://127.0.0.1:1", "us-east-1", None, 1, 1)
-    with pytest.raises(ValueError):
-        data.put_object("b", "k", io.BytesIO(b""), 0, "md5")
+def test_a_put_without_the_body_hash_is_sent_unsigned_with_its_content_md5_signed():
+    headers = put_headers(3, "bWQ1", {"Metadata": {"a": "b"}})
+    signed = Signer(Credentials("key", "secret"), "us-east-1").sign("PUT", "h:9000", "/b/k", "", headers,
+                                                                   UNSIGNED_PAYLOAD, FIXED)
+    signed_names = signed["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert signed["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert "content-md5" in signed_names and "x-amz-meta-a" in signed_names
 
 
-def test_https_endpoints_verify_certificates_and_sign_puts_unsigned():
+@pytest.mark.integration
+def test_an_unsigned_put_over_plain_http_is_accepted_by_a_server_checking_signatures(moto):
+    body = os.urandom(5000)
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    written = moto.data.put_object("data", "unsigned", io.BytesIO(body), len(body), md5)
+    got = moto.data.get_object("data", "unsigned", written["VersionId"])
+    with got["Body"] as stream:
+        assert stream.read() == body and got["ETag"].strip('"') == hashlib.md5(body).hexdigest()
+
+
+def test_https_endpoints_verify_certificates():
     data = S3Data("https://s3.example.com", "us-east-1", None, 1, 1)
     assert data.https and data.pool.cert_reqs == "CERT_REQUIRED" and data.pool.ca_certs
     assert data.host == "s3.example.com"

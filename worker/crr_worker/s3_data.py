@@ -29,7 +29,7 @@ from botocore.utils import get_environ_proxies, parse_timestamp
 from crr_worker import __version__
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # GET and HEAD: what botocore signs for an empty body
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # PUT over https with Content-MD5, as botocore does
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # PUT with a signed Content-MD5
 CONNECT_TIMEOUT_S = 5
 ERROR_BODY_MAX = 64 * 1024
 SEND_BLOCK = 64 * 1024
@@ -108,7 +108,8 @@ def object_fields(headers) -> dict:
     fields["Metadata"] = {name[len(META_PREFIX):]: value for name, value in headers.items()
                           if name.lower().startswith(META_PREFIX)}
     fields["ContentLength"] = int(headers.get("content-length") or 0)
-    for name, field in (("etag", "ETag"), ("x-amz-version-id", "VersionId"), ("last-modified", "LastModified")):
+    for name, field in (("etag", "ETag"), ("x-amz-version-id", "VersionId"), ("last-modified", "LastModified"),
+                        ("x-amz-server-side-encryption", "ServerSideEncryption")):
         if headers.get(name):
             fields[field] = headers[name]
     if headers.get("x-amz-tagging-count"):
@@ -217,16 +218,11 @@ class S3Data:
 
     def put_object(self, bucket: str, key: str, body, length: int, md5_b64: str, sha256_hex: str | None = None,
                    **arguments) -> dict:
-        """One PUT of `length` bytes of `body` (a file, rewound). Over plain http the payload must be signed:
-        `sha256_hex` is then required (the spool computes it); over https it is sent unsigned, as botocore does
-        when Content-MD5 is set."""
-        if self.https:
-            payload = UNSIGNED_PAYLOAD
-        elif sha256_hex is None:
-            raise ValueError("a PUT over plain http needs the body's SHA-256")
-        else:
-            payload = sha256_hex
+        """One PUT of `length` bytes of `body` (a file, or a stream read once). The payload is signed when
+        `sha256_hex` is given, else sent UNSIGNED-PAYLOAD, over plain http too: its Content-MD5 is a signed header,
+        so the target refuses a body that is not the one signed for, and nothing needs the body read twice."""
         headers = put_headers(length, md5_b64, arguments)
+        payload = sha256_hex or UNSIGNED_PAYLOAD
         reply = self._send("PUT", "PutObject", bucket, key, {}, headers, body=body, payload=payload).headers
         return {field: reply[name] for name, field in (("etag", "ETag"), ("x-amz-version-id", "VersionId"))
                 if reply.get(name)}

@@ -60,6 +60,7 @@ class SourceObject:
     headers: dict
     metadata: dict
     tag_count: int | None = None  # None: unknown, ask version_tags(); 0: the version has no tags
+    encryption: str = ""  # the source's server-side encryption (x-amz-server-side-encryption), if it says
 
 
 class Source(Protocol):

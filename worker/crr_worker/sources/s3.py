@@ -168,6 +168,7 @@ class S3Source:
             metadata=dict(reply.get("Metadata") or {}),
             # S3 sends x-amz-tagging-count only when the version has tags
             tag_count=int(reply.get("TagCount") or 0),
+            encryption=reply.get("ServerSideEncryption", ""),
         )
 
     def version_tags(self, bucket: str, key: str, version_id: str) -> dict[str, str]:

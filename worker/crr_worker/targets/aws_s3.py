@@ -1,10 +1,10 @@
 """The `aws_s3` target: any S3 API. Replicas carry REPLICA + the source version id, and are written once.
 
-Memory stays bounded whatever the object size: bodies go through a spool that keeps at most
-`spoolMemoryBytes` in memory (the rest on disk) because a PUT needs the body's MD5 (and over plain HTTP its
-SHA-256, signed) before it is sent; objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a
-bounded number of parts at a time. The HEAD and PUT of a single copy go by the lean client (crr_worker.s3_data),
-the rest by boto3.
+Memory stays bounded whatever the object size. A PUT needs the body's MD5 before the body: where the source's ETag
+is that MD5, the body goes from the source GET to the target PUT as it is read (crr_worker.targets.stream);
+otherwise through a spool that keeps at most `spoolMemoryBytes` in memory (the rest on disk) and computes it.
+Objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a bounded number of parts at a time.
+The HEAD and PUT of a single copy go by the lean client (crr_worker.s3_data), the rest by boto3.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from urllib.parse import urlencode
+
+from botocore.exceptions import ClientError
 
 from crr_worker.aws import load_keys, make_client
 from crr_worker.config import QueueProcessorConfig, SiteConfig, part_size_for
 from crr_worker.entries import ReplicationEntry
 from crr_worker.logs import log
 from crr_worker.object_md import DELETE_TAGGING, PUT_TAGGING, object_tags
-from crr_worker.retry import RetryableError, Stopped
+from crr_worker.retry import RetryableError, Stopped, error_code
 from crr_worker.s3_data import make_data_client
 from crr_worker.sources.base import Source, VersionInfo
 from crr_worker.targets.aws_s3_deletes import delete_replicas
@@ -36,6 +39,7 @@ from crr_worker.targets.aws_s3_order import (
 from crr_worker.targets.bandwidth import site_bandwidth
 from crr_worker.targets.base import ReplicaWritten, destination_bucket
 from crr_worker.targets.spool import AnyEvent, Spool, base64_md5
+from crr_worker.targets.stream import SourceStream, etag_md5
 
 LOG = logging.getLogger("crr_worker.targets.aws_s3")
 REPLICA_STATUS_KEY = "scal-replication-status"
@@ -248,17 +252,33 @@ class AwsS3Target:
 
     def _put_opened(self, bucket: str, entry: ReplicationEntry, source: Source, opened,
                     stop: threading.Event) -> ReplicaWritten:
-        """One PUT of the opened source version, by the lean client (over plain http its body's SHA-256 is signed,
-        computed by the spool)."""
+        """One PUT of the opened source version, by the lean client: streamed when the source's ETag gives the
+        body's MD5, else spooled. A streamed body the target finds not to match that MD5 is copied again, spooled."""
         try:
             tags = _tags(source, entry, opened)
         except BaseException:
             opened.body.close()
             raise
-        spooled = self._spool(opened.body, opened.size, stop, sha256=not self.data.https)
-        with spooled as (spool, md5):
-            reply = self.data.put_object(bucket, self.key(entry), spool, opened.size, base64_md5(md5),
-                                         spooled.sha256_hex, **self._write_arguments(entry, opened, tags))
+        arguments = self._write_arguments(entry, opened, tags)
+        md5 = etag_md5(opened.etag, opened.encryption)
+        if md5 is None:
+            return self._put_spooled(bucket, entry, opened, arguments, stop)
+        try:
+            with closing(SourceStream(opened.body, opened.size, stop, self.bandwidth)) as stream:
+                reply = self.data.put_object(bucket, self.key(entry), stream, opened.size, md5, **arguments)
+        except ClientError as exc:
+            if error_code(exc) != "BadDigest":
+                raise
+            log(LOG, logging.WARNING, "the source's ETag is not its body's MD5: copying the version again, spooled",
+                bucket=entry.bucket, key=entry.key, version_id=entry.version_id, etag=opened.etag)
+            again = source.open_version(entry.bucket, entry.key, entry.version_id)
+            return self._put_spooled(bucket, entry, again, arguments, stop)
+        return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
+
+    def _put_spooled(self, bucket: str, entry: ReplicationEntry, opened, arguments: dict,
+                     stop: threading.Event) -> ReplicaWritten:
+        with self._spool(opened.body, opened.size, stop) as (spool, md5):
+            reply = self.data.put_object(bucket, self.key(entry), spool, opened.size, base64_md5(md5), **arguments)
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
 
     def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
@@ -335,8 +355,8 @@ class AwsS3Target:
             log(LOG, logging.WARNING, "could not abort multipart upload", bucket=bucket, key=key,
                 upload_id=upload_id, error=str(exc))
 
-    def _spool(self, body, expected: int, stop, sha256: bool = False) -> Spool:
-        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth, sha256)
+    def _spool(self, body, expected: int, stop) -> Spool:
+        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth)
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:
