@@ -53,7 +53,7 @@ from tests.worker.harness import SITE, log_records, make_pair, start_pipeline, w
 
 KIB, MIB = 1024, 1024 * 1024
 CONCURRENCY = 8  # the processor's default; the copy loop uses as many threads
-MPU_THRESHOLD = 64 * MIB  # the worker's defaults (queueProcessor.mpuThreshold, mpuPartSize)
+MPU_THRESHOLD = 128 * MIB  # the worker's defaults (queueProcessor.mpuThreshold, mpuPartSize)
 MPU_PART_SIZE = 16 * MIB
 DISK_BUDGET_BYTES = 20 * 1024 * MIB
 SCALEOUT_PARTITIONS = 4  # enough for two processors to hold two each

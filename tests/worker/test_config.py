@@ -90,7 +90,7 @@ def test_valid_config_gets_backbeat_defaults():
     assert config.status_topic == "backbeat-replication-status"
     assert config.site("aws1").retry.max_retries == 5 and config.site("aws1").retry.timeout_s == 900
     assert config.site("zenko").type == "scality" and config.site("zenko").retry.timeout_s == 300
-    assert config.queue_processor.mpu_threshold == 64 * 1024 * 1024
+    assert config.queue_processor.mpu_threshold == 128 * 1024 * 1024
     assert config.api.host == "127.0.0.1"
 
 

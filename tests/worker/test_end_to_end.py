@@ -36,7 +36,8 @@ def _write_all(pair) -> None:
 
 def test_thousand_objects_are_replicated_with_replica_marks_versions_in_order_and_equal_bodies(pair_factory):
     # moto notifies no delete marker: the periodic scan is what finds "doomed"'s marker
-    pair = pair_factory(queue_processor={"concurrency": 8}, scan_interval_s=20)
+    # mpuThreshold below seventy-mib's size: one version goes by multipart upload, the others by one PUT
+    pair = pair_factory(queue_processor={"concurrency": 8, "mpuThreshold": 64 * MIB}, scan_interval_s=20)
     start_pipeline(pair)
     _write_all(pair)
     statuses = pair.wait_all_done(300)

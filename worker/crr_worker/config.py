@@ -604,7 +604,7 @@ def _retry(section: _Section, defaults: RetryPolicy) -> RetryPolicy:
 
 
 def _queue_processor(section: _Section) -> QueueProcessorConfig:
-    threshold = section.integer("mpuThreshold", 64 * MIB, MIN_PART_SIZE)
+    threshold = section.integer("mpuThreshold", 128 * MIB, MIN_PART_SIZE)  # AWS suggests multipart from ~100 MB
     part_size = section.integer("mpuPartSize", 16 * MIB, MIN_PART_SIZE, 5 * 1024 * MIB)
     return QueueProcessorConfig(
         concurrency=section.integer("concurrency", 8, 1, 256),
