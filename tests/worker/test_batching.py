@@ -291,7 +291,7 @@ def test_a_ledger_read_cut_short_by_the_stop_is_a_clean_stop_and_otherwise_an_er
     monkeypatch.setattr("crr_worker.populator.ensure_topics", lambda config: None)
     monkeypatch.setattr("crr_worker.populator.make_producer", lambda config: FakeProducer())
     monkeypatch.setattr("crr_worker.populator.Leadership", lambda config, stop: _Leading())
-    monkeypatch.setattr(populator, "_scan_on_schedule", ledger_cut_short)
+    monkeypatch.setattr(populator, "_learn_from_ledger", ledger_cut_short)  # read first, at start
     if stopping:
         populator.run()
     else:

@@ -103,6 +103,7 @@ class Populator:
         self.unroutable_rules: set[tuple[str, str]] = set()  # (bucket, rule id) sending versions nowhere, logged
         self.marks_first_copies = False  # only the active populator, once it read what its predecessor announced
         self.unsure: set[bytes] = set()  # the predecessor's last announced first copies (crr_worker.first_copies)
+        self.unserved: dict[bytes, StatusEntry] = {}  # PENDING in the ledger for sites no processor serves
 
     def run(self) -> None:
         """While this is the active populator: scan at start and every scanIntervalS, and between scans follow
@@ -113,6 +114,7 @@ class Populator:
         try:
             self.producer = make_producer(self.config)
             self.leadership = Leadership(self.config, self.stop)
+            self._learn_from_ledger()  # while the group forms: the first scan then reads only what is new
             while not self.stop.is_set():
                 if not self.leadership.check():
                     self.stop.wait(STANDBY_CHECK_S)
@@ -163,7 +165,8 @@ class Populator:
 
         A populator that lost its leadership meanwhile stops at the next version it lists.
         """
-        self._fail_unserved(self._learn_from_ledger())
+        self._learn_from_ledger()
+        self._fail_unserved()
         count = 0
         for bucket in self.source.buckets():
             if self.stop.is_set() or not self._leading():
@@ -181,30 +184,29 @@ class Populator:
         """Whether this populator may publish: it is the active one, or runs outside run() (no leadership)."""
         return self.leadership is None or self.leadership.check()
 
-    def _learn_from_ledger(self) -> list[StatusEntry]:
-        """Add the versions the ledger learned since the last scan to the known ones: the whole ledger at the first
-        scan, then only its new records (re-reading all of it every scan costs time that grows with the ledger).
-
-        Returns the PENDING statuses among them of sites no processor serves (none for a CloudServer source, whose
-        sites are decided by CloudServer).
-        """
+    def _learn_from_ledger(self) -> None:
+        """Add the versions the ledger learned since the last reading to the known ones: the whole ledger at the
+        first, then only its new records (re-reading all of it every scan costs time that grows with the ledger).
+        The PENDING statuses among them of sites no processor serves are kept in `unserved`."""
         if self.ledger is None:
             self.ledger = LedgerReader(self.config, self.stop)
-        unserved: dict[bytes, StatusEntry] = {}
         for records in self.ledger.batches_to_end(self.stop):
             stored = apply_records({}, records)
             self.known.learn(stored)
             for status in stored:
                 if status.status == PENDING and self.config.find_site(status.site) is None:
-                    unserved[status.ledger_key] = status
+                    self.unserved[status.ledger_key] = status
                 else:
-                    unserved.pop(status.ledger_key, None)
-        return [] if self.config.cloudserver_source else list(unserved.values())
+                    self.unserved.pop(status.ledger_key, None)
 
-    def _fail_unserved(self, pending: list[StatusEntry]) -> None:
+    def _fail_unserved(self) -> None:
         """FAILED, in their own generation, for PENDING versions of sites no processor serves, which would stay
         PENDING for ever: a `crr-worker retry` of an unroutable version, or one queued before the populator failed
-        them. The reason is the rule's when the bucket's rules still send the version there."""
+        them (none for a CloudServer source, whose sites CloudServer decides). The reason is the rule's when the
+        bucket's rules still send the version there."""
+        pending, self.unserved = list(self.unserved.values()), {}
+        if self.config.cloudserver_source:
+            return
         failed = [StatusEntry(s.entry, s.site, FAILED, reason=self._reason_now(s)) for s in pending]
         for start in range(0, len(failed), FLUSH_EVERY):
             send_all(self.producer, self.config.status_topic, [s.to_kafka() for s in failed[start:start + FLUSH_EVERY]])
