@@ -251,6 +251,10 @@ def _others_table(results: dict) -> str:
                     "**p99 %.2f s**, max %.2f s |" % ("{:,}".format(lat["objects"]), lat["achieved_rate_per_s"],
                                                      lat["target_rate_per_s"], lat["p50_s"], lat["p90_s"],
                                                      lat["p99_s"], lat["max_s"]))
+    for phase in COMPARED:
+        if "source_listing_s" in results.get(phase, {}):
+            rows.append("| %s: one ListObjectVersions of the source bucket, which the worker's scan makes | "
+                        "%.2f s |" % (_phase_title(results, phase), results[phase]["source_listing_s"]))
     if "rss" in results:
         rss = results["rss"]
         rows.append("| Processor peak RSS (VmHWM) copying one %d MiB object (%.1f s) | **%.1f MiB** |" % (

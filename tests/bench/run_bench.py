@@ -444,9 +444,20 @@ def _compare(setup: Setup, state, processes: dict[str, int], name: str, count: i
         sides[side] = run(CpuMeter(dict(processes), idle))
         setup.guard.check("%s %s" % (name, side))
     result = dict({"objects": count, "object_bytes": size, "queue_processor": setup.tuning,
-                   "broker_idle_cpu_per_s": idle["broker"]}, **sides, **_ratios(sides))
+                   "broker_idle_cpu_per_s": idle["broker"], "source_listing_s": listing_seconds(pair)},
+                  **sides, **_ratios(sides))
     say("%s: %s" % (name, json.dumps(_ratios(sides))))
     return result
+
+
+def listing_seconds(pair) -> float:
+    """How long one ListObjectVersions of the seeded source bucket takes, all pages: what the worker's scan waits
+    for before it publishes (moto copies every stored body on each call); the loops list nothing, rclone lists
+    with ListObjectsV2."""
+    started = time.monotonic()
+    for _ in pair.source.get_paginator("list_object_versions").paginate(Bucket=pair.source_bucket):
+        pass
+    return round(time.monotonic() - started, 2)
 
 
 def _metered(meter: CpuMeter, run) -> dict:
