@@ -1,16 +1,17 @@
 """The aws_s3 target on its own, against the sandbox's moto source and target: the idempotence check that runs
-alongside the source GET, and a single PUT's body streamed or spooled."""
+alongside the source GET, a single PUT's body streamed or spooled, and the source's paged listing."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
 from crr_worker.entries import ReplicationEntry
-from crr_worker.sources.s3 import S3Source
+from crr_worker.sources.s3 import FIRST_SCAN_PAGE, S3Source
 from crr_worker.targets import aws_s3
 from crr_worker.targets.aws_s3 import AwsS3Target
 from crr_worker.targets.stream import SourceStream
@@ -144,3 +145,24 @@ def test_a_body_refused_for_its_etag_s_md5_is_copied_again_spooled(pair, parts, 
     assert refused == [b"abc"] and replica_of(pair, "odd-etag", written)[1] == source_md5(pair, "odd-etag",
                                                                                         entry.version_id)
     assert any("not its body's MD5" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bucket_s_listing_starts_with_a_small_page_then_goes_on_from_where_it_ended(pair, parts):
+    """The scan's listing (crr_worker.sources.s3.FIRST_SCAN_PAGE): a key's versions split by the first page's end
+    come out together, each key's oldest first, every version once."""
+    source, _ = parts
+    keys = ["k/%03d" % i for i in range(FIRST_SCAN_PAGE + 20)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: pair.source.put_object(Bucket=pair.source_bucket, Key=key, Body=b"1"), keys))
+    split = keys[FIRST_SCAN_PAGE - 1]  # its two versions: the second (the newer) listed last on the first page
+    newer = pair.source.put_object(Bucket=pair.source_bucket, Key=split, Body=b"2")["VersionId"]
+    requests = []
+    source.s3.meta.events.register("before-parameter-build.s3.ListObjectVersions",
+                                   lambda params, **_: requests.append(dict(params)))
+
+    listed = list(source.list_versions(pair.source_bucket))
+
+    assert [v.key for v in listed] == sorted(keys + [split])
+    assert [v.version_id for v in listed if v.key == split][-1] == newer  # oldest first
+    assert len({(v.key, v.version_id) for v in listed}) == len(keys) + 1
+    assert [r.get("MaxKeys") for r in requests] == [FIRST_SCAN_PAGE, None]

@@ -31,6 +31,9 @@ from crr_worker.version_deletes import version_delete_entries
 LOG = logging.getLogger("crr_worker.populator")
 RULES_TTL_S = 30.0
 FLUSH_EVERY = 500
+# A scan's first entries are published as soon as there are this many: half the s3 source's first listing page
+# (FIRST_SCAN_PAGE), all of which but its last key is known before the next page comes.
+FIRST_FLUSH = 50
 VANISHED = ("NoSuchKey", "NoSuchVersion", "404")
 STANDBY_CHECK_S = 0.2
 SCAN_PROGRESS_EVERY_S = 10.0  # a long listing logs its progress this often
@@ -315,13 +318,14 @@ class Populator:
         `crr-worker resync` and `verify --repair` (whose populator marks no first copies: it is not the active one)."""
         progress = progress or ScanProgress(replication.bucket)
         queued: list[_Queued] = []
+        flush_at = min(FIRST_FLUSH, FLUSH_EVERY)  # the copies start while the rest is listed
         for version, newest in _with_newest(versions):
             if not self._leading():
                 return progress.queued  # the new leader's scan lists the rest, with what was taken, not published
             queued.extend(self._entries(replication, version, newest=newest))
-            if len(queued) >= FLUSH_EVERY:
+            if len(queued) >= flush_at:
                 progress.queued += self._publish(queued)
-                queued = []
+                queued, flush_at = [], FLUSH_EVERY
         progress.queued += self._publish(queued)
         return progress.queued
 

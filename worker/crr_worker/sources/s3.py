@@ -30,6 +30,9 @@ SQS_MAX_BATCH = 10
 # (docs/performance.md, latency).
 SQS_MAX_RECEIVES = 20
 LIST_PAGE = 1000
+# A bucket's listing starts with a page of this many: a scan's first entries go out without waiting for a page of
+# 1,000 (moto takes about 0.5 ms per version listed, 0.65 s for such a page of a 2,000-object bucket).
+FIRST_SCAN_PAGE = 100
 LIST_POOL = 8  # per-key listings of one batch run at most this many at once
 SHARED_LISTING_TRIES = 4  # shared listings (common prefix, one page) per batch before listing key by key
 LISTING_ORDER = "crr_worker:ListingOrder"  # added to a ListObjectVersions page: its elements' kinds in order
@@ -101,8 +104,10 @@ class S3Source:
 
         For one `key`, the listing under its prefix stops after the first page that lists a later key: the listing
         is sorted by key, so the rest (`key/...`, maybe millions of keys) holds none of its versions."""
-        paginator = self.s3.get_paginator("list_object_versions")
-        pages = paginator.paginate(Bucket=bucket, **({"Prefix": key} if key is not None else {}))
+        if key is None:
+            pages = self._bucket_pages(bucket)
+        else:
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
         current: list[VersionInfo] = []
         for page in pages:
             past_key = False
@@ -117,6 +122,15 @@ class S3Source:
             if past_key:
                 break
         yield from _oldest_first(current)
+
+    def _bucket_pages(self, bucket: str) -> Iterator[dict]:
+        """The bucket's ListObjectVersions pages: FIRST_SCAN_PAGE versions, then pages of up to 1,000 from where it
+        ended."""
+        first = self.s3.list_object_versions(Bucket=bucket, MaxKeys=FIRST_SCAN_PAGE)
+        yield first
+        if first.get("IsTruncated"):
+            yield from self.s3.get_paginator("list_object_versions").paginate(
+                Bucket=bucket, KeyMarker=first["NextKeyMarker"], VersionIdMarker=first.get("NextVersionIdMarker", ""))
 
     def list_keys_versions(self, bucket: str, keys: list[str]) -> dict[str, list[VersionInfo]]:
         """The versions of each of `keys`, oldest first.
