@@ -3,6 +3,7 @@ alongside the source GET, a single PUT's body streamed or spooled, and the sourc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -125,10 +126,22 @@ def test_a_version_uploaded_in_parts_has_no_md5_etag_and_is_spooled_to_its_repli
     assert replica_of(pair, "in-parts", written)[1] == hashlib.md5(b"".join(bodies)).hexdigest()
 
 
-def test_a_body_refused_for_its_etag_s_md5_is_copied_again_spooled(pair, parts, caplog):
+def test_a_small_body_is_spooled_in_memory_not_streamed(pair, parts, monkeypatch):
+    source, target = parts
+    entry = entry_for(pair, "small", pair.source.put_object(Bucket=pair.source_bucket, Key="small", Body=b"abc"), 3)
+    monkeypatch.setattr(aws_s3, "SourceStream", None)
+
+    written = target.replicate(entry, source, threading.Event())
+
+    assert replica_of(pair, "small", written) == (entry.etag, hashlib.md5(b"abc").hexdigest())
+
+
+def test_a_body_refused_for_its_etag_s_md5_is_copied_again_spooled(pair, caplog):
     """A source whose ETag looks like an MD5 but is not the body's: the target refuses the streamed PUT
     (BadDigest; moto does not check Content-MD5, so the refusal is made here, once) and the copy is spooled."""
-    source, target = parts
+    config = pair.load()
+    source = S3Source(config.source, SITE)
+    target = AwsS3Target(config.site(SITE), dataclasses.replace(config.queue_processor, spool_memory_bytes=0))
     entry = entry_for(pair, "odd-etag", pair.source.put_object(Bucket=pair.source_bucket, Key="odd-etag",
                                                                Body=b"abc"), 3)
     put_object, refused = target.data.put_object, []
@@ -140,7 +153,10 @@ def test_a_body_refused_for_its_etag_s_md5_is_copied_again_spooled(pair, parts, 
         return put_object(bucket, key, body, *args, **kwargs)
 
     target.data.put_object = refuse_streams
-    written = target.replicate(entry, source, threading.Event())
+    try:
+        written = target.replicate(entry, source, threading.Event())
+    finally:
+        target.close()
 
     assert refused == [b"abc"] and replica_of(pair, "odd-etag", written)[1] == source_md5(pair, "odd-etag",
                                                                                         entry.version_id)

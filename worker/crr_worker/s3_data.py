@@ -29,7 +29,7 @@ from botocore.utils import get_environ_proxies, parse_timestamp
 from crr_worker import __version__
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # GET and HEAD: what botocore signs for an empty body
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # PUT with a signed Content-MD5
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # a PUT whose Content-MD5 is signed and whose body is not hashed here
 CONNECT_TIMEOUT_S = 5
 ERROR_BODY_MAX = 64 * 1024
 SEND_BLOCK = 64 * 1024
@@ -219,8 +219,9 @@ class S3Data:
     def put_object(self, bucket: str, key: str, body, length: int, md5_b64: str, sha256_hex: str | None = None,
                    **arguments) -> dict:
         """One PUT of `length` bytes of `body` (a file, or a stream read once). The payload is signed when
-        `sha256_hex` is given, else sent UNSIGNED-PAYLOAD, over plain http too: its Content-MD5 is a signed header,
-        so the target refuses a body that is not the one signed for, and nothing needs the body read twice."""
+        `sha256_hex` is given (the spool computes it over plain http), else sent UNSIGNED-PAYLOAD, over plain http
+        too for a streamed body: its Content-MD5 is a signed header, so the target refuses a body that is not the
+        one signed for."""
         headers = put_headers(length, md5_b64, arguments)
         payload = sha256_hex or UNSIGNED_PAYLOAD
         reply = self._send("PUT", "PutObject", bucket, key, {}, headers, body=body, payload=payload).headers

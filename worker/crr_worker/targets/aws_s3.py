@@ -1,8 +1,9 @@
 """The `aws_s3` target: any S3 API. Replicas carry REPLICA + the source version id, and are written once.
 
-Memory stays bounded whatever the object size. A PUT needs the body's MD5 before the body: where the source's ETag
-is that MD5, the body goes from the source GET to the target PUT as it is read (crr_worker.targets.stream);
-otherwise through a spool that keeps at most `spoolMemoryBytes` in memory (the rest on disk) and computes it.
+Memory stays bounded whatever the object size. A PUT needs the body's MD5 before the body: a body larger than
+`spoolMemoryBytes` whose source ETag is that MD5 goes from the source GET to the target PUT as it is read
+(crr_worker.targets.stream); any other through a spool that keeps at most `spoolMemoryBytes` in memory (the rest
+on disk) and computes it (and over plain http the SHA-256 the PUT signs).
 Objects at or above `mpuThreshold` are copied as ranged GET -> UploadPart, a bounded number of parts at a time.
 The HEAD and PUT of a single copy go by the lean client (crr_worker.s3_data), the rest by boto3.
 """
@@ -252,15 +253,16 @@ class AwsS3Target:
 
     def _put_opened(self, bucket: str, entry: ReplicationEntry, source: Source, opened,
                     stop: threading.Event) -> ReplicaWritten:
-        """One PUT of the opened source version, by the lean client: streamed when the source's ETag gives the
-        body's MD5, else spooled. A streamed body the target finds not to match that MD5 is copied again, spooled."""
+        """One PUT of the opened source version, by the lean client: streamed when the body is larger than the
+        spool's memory and the source's ETag gives its MD5, else spooled (in memory, for most small bodies). A
+        streamed body the target finds not to match that MD5 is copied again, spooled."""
         try:
             tags = _tags(source, entry, opened)
         except BaseException:
             opened.body.close()
             raise
         arguments = self._write_arguments(entry, opened, tags)
-        md5 = etag_md5(opened.etag, opened.encryption)
+        md5 = etag_md5(opened.etag, opened.encryption) if opened.size > self.settings.spool_memory_bytes else None
         if md5 is None:
             return self._put_spooled(bucket, entry, opened, arguments, stop)
         try:
@@ -277,8 +279,10 @@ class AwsS3Target:
 
     def _put_spooled(self, bucket: str, entry: ReplicationEntry, opened, arguments: dict,
                      stop: threading.Event) -> ReplicaWritten:
-        with self._spool(opened.body, opened.size, stop) as (spool, md5):
-            reply = self.data.put_object(bucket, self.key(entry), spool, opened.size, base64_md5(md5), **arguments)
+        spooled = self._spool(opened.body, opened.size, stop, sha256=not self.data.https)
+        with spooled as (spool, md5):
+            reply = self.data.put_object(bucket, self.key(entry), spool, opened.size, base64_md5(md5),
+                                         spooled.sha256_hex, **arguments)
         return ReplicaWritten(reply.get("VersionId") or "", bytes_copied=opened.size)
 
     def _put_multipart(self, bucket: str, entry: ReplicationEntry, source: Source,
@@ -355,8 +359,8 @@ class AwsS3Target:
             log(LOG, logging.WARNING, "could not abort multipart upload", bucket=bucket, key=key,
                 upload_id=upload_id, error=str(exc))
 
-    def _spool(self, body, expected: int, stop) -> Spool:
-        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth)
+    def _spool(self, body, expected: int, stop, sha256: bool = False) -> Spool:
+        return Spool(body, expected, self.settings.spool_memory_bytes, stop, self.bandwidth, sha256)
 
 
 def _tags(source: Source, entry: ReplicationEntry, opened) -> dict[str, str]:

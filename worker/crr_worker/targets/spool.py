@@ -1,9 +1,10 @@
 """Source bodies spooled before they are written to a target: bounded memory, MD5 computed on the way.
 
-A target wants the body's MD5 before the body, and botocore signs a payload over plain http (reading it twice),
-so a body (or part) whose MD5 the source does not give (crr_worker.targets.stream) is copied into a temporary
-file that keeps at most `memory_bytes` in memory and the rest on disk. The site's bandwidth limit is applied here,
-chunk by chunk, where the body is read from the source.
+A signed request over plain HTTP needs its payload's SHA-256 before it is sent (botocore reads the payload twice
+for it; the lean client's PUT takes the one computed here), and a target wants the body's MD5 before it is
+sent, so each body (or part) that is not streamed (crr_worker.targets.stream) is copied into a temporary file
+that keeps at most `memory_bytes` in memory and the rest on disk. The site's bandwidth limit is applied here, chunk by
+chunk, where the body is read from the source.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ CHUNK = 1024 * 1024
 class Spool:
     """`with Spool(...) as (file, md5)`: the body copied into `file` (rewound), `md5` its digest (bytes).
     Checks the length read against `expected` and the stop signal between chunks; each chunk waits for its
-    bytes from `throttle` (the site's bandwidth limit), read no larger than its burst."""
+    bytes from `throttle` (the site's bandwidth limit), read no larger than its burst. With `sha256`, the body's
+    SHA-256 is computed on the way too (`sha256_hex`): what a PUT signed over plain http needs."""
 
-    def __init__(self, body, expected: int, memory_bytes: int, stop, throttle: TokenBucket | Unlimited | None = None):
+    def __init__(self, body, expected: int, memory_bytes: int, stop, throttle: TokenBucket | Unlimited | None = None,
+                 sha256: bool = False):
         self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
         self.throttle = throttle or Unlimited()
         self.chunk = min(CHUNK, self.throttle.burst or CHUNK)
         self.file = None
+        self.sha256 = hashlib.sha256() if sha256 else None
+        self.sha256_hex: str | None = None
 
     def __enter__(self):
         self.file = tempfile.SpooledTemporaryFile(max_size=self.memory_bytes)
@@ -43,6 +48,8 @@ class Spool:
                     break
                 self.throttle.take(len(chunk), self.stop)
                 digest.update(chunk)
+                if self.sha256 is not None:
+                    self.sha256.update(chunk)
                 self.file.write(chunk)
                 copied += len(chunk)
         finally:
@@ -50,6 +57,8 @@ class Spool:
         if copied != self.expected:
             raise RetryableError("source stream ended at %d of %d bytes" % (copied, self.expected))
         self.file.seek(0)
+        if self.sha256 is not None:
+            self.sha256_hex = self.sha256.hexdigest()
         return self.file, digest.digest()
 
     def __exit__(self, *exc_info):
