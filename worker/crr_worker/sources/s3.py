@@ -52,6 +52,7 @@ class S3Source:
         self.data = make_data_client(config.endpoint, config.region, keys, pool, config.read_timeout_s)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
+        self.first_scan_page: int | None = FIRST_SCAN_PAGE  # None: every page of a bucket's listing of 1,000
         if config.notification_queue_url:
             self.sqs = make_client("sqs", config.endpoint, config.region, keys, 2, config.read_timeout_s)
 
@@ -104,10 +105,11 @@ class S3Source:
 
         For one `key`, the listing under its prefix stops after the first page that lists a later key: the listing
         is sorted by key, so the rest (`key/...`, maybe millions of keys) holds none of its versions."""
-        if key is None:
-            pages = self._bucket_pages(bucket)
+        if key is None and self.first_scan_page:
+            pages = self._bucket_pages(bucket, self.first_scan_page)
         else:
-            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+            prefix = {"Prefix": key} if key is not None else {}
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=bucket, **prefix)
         current: list[VersionInfo] = []
         for page in pages:
             past_key = False
@@ -123,10 +125,10 @@ class S3Source:
                 break
         yield from _oldest_first(current)
 
-    def _bucket_pages(self, bucket: str) -> Iterator[dict]:
-        """The bucket's ListObjectVersions pages: FIRST_SCAN_PAGE versions, then pages of up to 1,000 from where it
+    def _bucket_pages(self, bucket: str, first_page: int) -> Iterator[dict]:
+        """The bucket's ListObjectVersions pages: `first_page` versions, then pages of up to 1,000 from where it
         ended."""
-        first = self.s3.list_object_versions(Bucket=bucket, MaxKeys=FIRST_SCAN_PAGE)
+        first = self.s3.list_object_versions(Bucket=bucket, MaxKeys=first_page)
         yield first
         if first.get("IsTruncated"):
             yield from self.s3.get_paginator("list_object_versions").paginate(
