@@ -1,5 +1,5 @@
 """The streamed single PUT's parts (crr_worker.targets.stream): which ETags stand for the body's MD5, and the
-stream's checks on what the source gives."""
+stream's checks on what the source gives, which the spool reads through too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 import pytest
 from crr_worker.retry import RetryableError, Stopped
 from crr_worker.targets.bandwidth import TokenBucket
+from crr_worker.targets.spool import Spool
 from crr_worker.targets.stream import SourceStream, etag_md5
 
 BODY = b"x" * 3000
@@ -76,3 +77,28 @@ def test_each_chunk_waits_for_its_bytes_from_the_site_s_bandwidth_limit():
     stream = SourceStream(io.BytesIO(BODY), len(BODY), threading.Event(), bucket)
     assert read_all(stream, block=4096) == BODY
     assert stream.chunk == 1000 and sum(slept) == pytest.approx(2.0)
+
+
+class Closing(io.BytesIO):
+    closed_by_reader = False
+
+    def close(self):
+        self.closed_by_reader = True
+        super().close()
+
+
+def test_the_spool_reads_through_the_stream_s_checks_and_closes_the_source_body():
+    body = Closing(BODY)
+    spool = Spool(body, len(BODY), memory_bytes=1024, stop=threading.Event(), sha256=True)
+    with spool as (file, md5):
+        assert file.read() == BODY and md5 == hashlib.md5(BODY).digest()
+        assert spool.sha256_hex == hashlib.sha256(BODY).hexdigest()
+    assert body.closed_by_reader
+    short = Closing(BODY[:-1])
+    with pytest.raises(RetryableError, match="2999 bytes of 3000"), Spool(short, len(BODY), 1024, threading.Event()):
+        pass
+    assert short.closed_by_reader
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped), Spool(io.BytesIO(BODY), len(BODY), 1024, stop):
+        pass

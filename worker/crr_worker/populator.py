@@ -26,14 +26,15 @@ from crr_worker.retry import describe, error_code
 from crr_worker.rules import NO_SITE, BucketReplication, ReplicationRule, Route, unroutable_reason
 from crr_worker.scan_report import ScanReport, send_report
 from crr_worker.sources.base import Change, Source, VersionInfo
+from crr_worker.sources.s3 import FIRST_SCAN_PAGE
 from crr_worker.version_deletes import version_delete_entries
 
 LOG = logging.getLogger("crr_worker.populator")
 RULES_TTL_S = 30.0
 FLUSH_EVERY = 500
-# A scan's first entries are published as soon as there are this many: half the s3 source's first listing page
-# (FIRST_SCAN_PAGE), all of which but its last key is known before the next page comes.
-FIRST_FLUSH = 50
+# A scan's first entries are published as soon as there are this many: half the s3 source's first listing page,
+# all of which but its last key is known before the next page comes.
+FIRST_FLUSH = FIRST_SCAN_PAGE // 2
 VANISHED = ("NoSuchKey", "NoSuchVersion", "404")
 STANDBY_CHECK_S = 0.2
 SCAN_PROGRESS_EVERY_S = 10.0  # a long listing logs its progress this often

@@ -40,8 +40,8 @@ class CloudServerSource:
     def __init__(self, config: WorkerConfig, logs: list[ChangeLog], pool: int = 16):
         self.config = config
         self.logs = logs
-        self.s3 = S3Source(config.source, None, pool=pool)
-        self.s3.first_scan_page = None  # no scan here (the log is the feed): resync lists in pages of 1,000
+        # no scan here (the log is the feed): resync lists in pages of 1,000
+        self.s3 = S3Source(config.source, None, pool=pool, first_scan_page=None)
         self.sites = frozenset(s.site for s in config.sites)
         self.site_status_keys = frozenset("%s-%s" % (site, suffix) for site in self.sites
                                           for suffix in ("replication-status", "version-id"))

@@ -43,7 +43,8 @@ VERSION_DELETED = "ObjectRemoved:Delete"  # with a versionId: that version delet
 class S3Source:
     """Reads versions, tags and replication rules from an S3 endpoint, and changes from an SQS queue."""
 
-    def __init__(self, config: SourceConfig, default_site: str | None, pool: int = 16):
+    def __init__(self, config: SourceConfig, default_site: str | None, pool: int = 16,
+                 first_scan_page: int | None = FIRST_SCAN_PAGE):
         self.config = config
         self.default_site = default_site
         keys = load_keys(config.credentials, "extensions.replication.source.credentials")
@@ -52,7 +53,7 @@ class S3Source:
         self.data = make_data_client(config.endpoint, config.region, keys, pool, config.read_timeout_s)
         self.sqs = None
         self.list_pool: ThreadPoolExecutor | None = None
-        self.first_scan_page: int | None = FIRST_SCAN_PAGE  # None: every page of a bucket's listing of 1,000
+        self.first_scan_page = first_scan_page  # None: every page of a bucket's listing of 1,000
         if config.notification_queue_url:
             self.sqs = make_client("sqs", config.endpoint, config.region, keys, 2, config.read_timeout_s)
 

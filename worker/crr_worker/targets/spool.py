@@ -14,23 +14,20 @@ import hashlib
 import tempfile
 import threading
 
-from crr_worker.retry import RetryableError, Stopped
 from crr_worker.targets.bandwidth import TokenBucket, Unlimited
-
-CHUNK = 1024 * 1024
+from crr_worker.targets.stream import SourceStream
 
 
 class Spool:
     """`with Spool(...) as (file, md5)`: the body copied into `file` (rewound), `md5` its digest (bytes).
-    Checks the length read against `expected` and the stop signal between chunks; each chunk waits for its
-    bytes from `throttle` (the site's bandwidth limit), read no larger than its burst. With `sha256`, the body's
-    SHA-256 is computed on the way too (`sha256_hex`): what a PUT signed over plain http needs."""
+    The body is read through a SourceStream: the stop signal, the site's bandwidth limit and the length read
+    checked against `expected`, chunk by chunk. With `sha256`, the body's SHA-256 is computed on the way too
+    (`sha256_hex`): what a PUT signed over plain http needs."""
 
     def __init__(self, body, expected: int, memory_bytes: int, stop, throttle: TokenBucket | Unlimited | None = None,
                  sha256: bool = False):
-        self.body, self.expected, self.memory_bytes, self.stop = body, expected, memory_bytes, stop
-        self.throttle = throttle or Unlimited()
-        self.chunk = min(CHUNK, self.throttle.burst or CHUNK)
+        self.stream = SourceStream(body, expected, stop, throttle)
+        self.memory_bytes = memory_bytes
         self.file = None
         self.sha256 = hashlib.sha256() if sha256 else None
         self.sha256_hex: str | None = None
@@ -38,24 +35,14 @@ class Spool:
     def __enter__(self):
         self.file = tempfile.SpooledTemporaryFile(max_size=self.memory_bytes)
         digest = hashlib.md5(usedforsecurity=False)
-        copied = 0
         try:
-            while True:
-                if self.stop.is_set():
-                    raise Stopped()
-                chunk = self.body.read(self.chunk)
-                if not chunk:
-                    break
-                self.throttle.take(len(chunk), self.stop)
+            for chunk in iter(self.stream.read, b""):
                 digest.update(chunk)
                 if self.sha256 is not None:
                     self.sha256.update(chunk)
                 self.file.write(chunk)
-                copied += len(chunk)
         finally:
-            self.body.close()
-        if copied != self.expected:
-            raise RetryableError("source stream ended at %d of %d bytes" % (copied, self.expected))
+            self.stream.close()
         self.file.seek(0)
         if self.sha256 is not None:
             self.sha256_hex = self.sha256.hexdigest()

@@ -13,8 +13,8 @@ import re
 
 from crr_worker.retry import RetryableError, Stopped
 from crr_worker.targets.bandwidth import TokenBucket, Unlimited
-from crr_worker.targets.spool import CHUNK
 
+CHUNK = 1024 * 1024
 MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -27,8 +27,9 @@ def etag_md5(etag: str, encryption: str) -> str | None:
 
 
 class SourceStream:
-    """The source body as a file for the PUT to read: the stop signal and the site's bandwidth limit between
-    chunks, and a RetryableError (the PUT cut short) when the source gives fewer or more than `expected` bytes."""
+    """The source body as a file for the PUT (or the spool, crr_worker.targets.spool) to read: the stop signal and
+    the site's bandwidth limit between chunks, each read no larger than the limit's burst, and a RetryableError
+    (the PUT cut short) when the source gives fewer or more than `expected` bytes."""
 
     def __init__(self, body, expected: int, stop, throttle: TokenBucket | Unlimited | None = None):
         self.body, self.expected, self.stop = body, expected, stop
