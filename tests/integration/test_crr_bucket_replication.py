@@ -37,14 +37,20 @@ TGT_ROLE = "arn:aws:iam::222222222222:role/backbeat-target"
 
 
 class StoredReplicationProxy:
-    """Forwards every request to moto; GetBucketReplication returns the stored PutBucketReplication body."""
+    """Forwards every request to moto; GetBucketReplication returns the stored PutBucketReplication body.
+
+    Connections are kept alive on both sides (HTTP/1.1 to the clients, one upstream connection per client
+    connection): a new connection per request made moto start a thread for each, a cost no real endpoint has."""
 
     def __init__(self, upstream):
         self.upstream = urllib.parse.urlsplit(upstream)
         self.stored = {}
+        self.connections = threading.local()  # each handler thread serves one client connection
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
@@ -69,20 +75,34 @@ class StoredReplicationProxy:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("connection", "expect")}
-        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
-        upstream.request(request.command, request.path, body=body, headers=headers)
-        response = upstream.getresponse()
+        response = self.forward(request.command, request.path, body, headers)
         status, reply_headers, reply = response.status, response.getheaders(), response.read()
-        upstream.close()
         reply = self.rewrite(request.command, request.path, body, status, reply)
         request.send_response(status)
         for key, value in reply_headers:
             if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
                 request.send_header(key, value)
-        request.send_header("Content-Length", str(len(reply)))
+        # a HEAD's Content-Length is the object's, as upstream said
+        length = response.getheader("Content-Length", "0") if request.command == "HEAD" else len(reply)
+        request.send_header("Content-Length", str(length))
         request.end_headers()
         if request.command != "HEAD":
             request.wfile.write(reply)
+
+    def forward(self, method, path, body, headers):
+        """Upstream's response, over this thread's kept-alive connection; sent again on a new one when the kept one
+        turns out closed (moto closed it meanwhile) before any response came."""
+        kept = getattr(self.connections, "upstream", None)
+        if kept is not None:
+            try:
+                kept.request(method, path, body=body, headers=headers)
+                return kept.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                kept.close()
+        upstream = self.connections.upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port,
+                                                                          timeout=60)
+        upstream.request(method, path, body=body, headers=headers)
+        return upstream.getresponse()
 
     def rewrite(self, method, path, body, status, reply):
         parts = urllib.parse.urlsplit(path)
